@@ -1,0 +1,41 @@
+# keras-dlu: `make demo` and `make test` set everything up on first use (see
+# scripts/setup_env.sh), then run the quickstart or the test suite.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+ENV_STAMP := $(VENV)/.keras-dlu-env
+LIBRARY := keras_dlu/_dlu_ops.so
+OPS_SOURCES := $(shell find ops -name '*.cc' -o -name '*.h' -o -name '*.cu' 2>/dev/null)
+
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: setup build test demo bench cuda-test clean
+
+setup: $(ENV_STAMP) $(LIBRARY)
+
+$(ENV_STAMP): requirements.txt scripts/setup_env.sh scripts/build_horovod.sh
+	bash scripts/setup_env.sh
+	touch $@
+
+# Rebuilt when an op source or setup.py changes; the first build happens in setup_env.sh.
+$(LIBRARY): $(OPS_SOURCES) setup.py | $(ENV_STAMP)
+	$(PY) setup.py -q build_ext --inplace
+	touch $@
+
+build: setup
+
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+demo: setup
+	$(PY) tutorials/quickstart.py
+
+bench: setup
+	@for script in benchmarks/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
+
+# Builds and runs the plain-CUDA test drivers (needs nvcc and a GPU).
+cuda-test:
+	bash ops/cuda/tests/run.sh
+
+clean:
+	rm -rf build dist *.egg-info $(LIBRARY) keras_dlu/_build_info.json reports

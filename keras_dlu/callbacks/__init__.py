@@ -1,0 +1,3 @@
+"""keras_dlu.callbacks (filled by its capability issue)."""
+
+__all__ = []
