@@ -1,3 +1,10 @@
-"""keras_dlu.quantization (filled by its capability issue)."""
+"""Dynamic fixed-point training (Fujitsu DLU): policy, ``quantize_model``, tfmot bridge.
 
-__all__ = []
+The tfmot bridge (``keras_dlu.quantization.tfmot``) is imported only when asked for, so
+``import keras_dlu`` does not import tensorflow_model_optimization or tf_keras.
+"""
+
+from keras_dlu.quantization.policy import FixedPointPolicy
+from keras_dlu.quantization.state import FixedPointState
+
+__all__ = ["FixedPointPolicy", "FixedPointState"]
