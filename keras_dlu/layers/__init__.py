@@ -1,3 +1,5 @@
 """keras_dlu.layers (filled by its capability issue)."""
 
-__all__ = []
+from keras_dlu.layers.stable_gru import StableGRU
+
+__all__ = ["StableGRU"]
