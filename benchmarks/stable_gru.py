@@ -194,25 +194,25 @@ def main(argv=None):
     (x, y), (xv, yv), vocab = characters(length)
     if quick:
         x, y, xv, yv = x[:256], y[:256], xv[:128], yv[:128]
-    char_lrs = (1.0, 8.0) if quick else (1.0, 3.0, 6.0, 12.0)
+    char_lrs = (1.0, 8.0) if quick else (1.0, 3.0, 6.0)
     char_loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    char_units = 32 if quick else 128
+    char_units = 32 if quick else 64
     char, char_traces = sweep(
         "char-lm", lambda cls, kw: char_model(cls, kw, len(vocab), char_units, length), char_loss,
-        (x, y), (xv, yv), char_lrs, 1 if quick else 2, 32, math.exp)
+        (x, y), (xv, yv), char_lrs, 1, 32, math.exp)
 
     add_len = 60
-    n_train = 256 if quick else 4000
+    n_train = 256 if quick else 2000
     add_train, add_val = adding_problem(n_train, add_len, 1), adding_problem(500, add_len, 2)
-    add_lrs = (1.0, 8.0) if quick else (0.1, 0.3, 1.0, 3.0)
+    add_lrs = (1.0, 8.0) if quick else (0.1, 0.3, 1.0)
     adding, _ = sweep(
-        "adding", lambda cls, kw: adding_model(cls, kw, 16 if quick else 64, add_len), "mse",
-        add_train, add_val, add_lrs, 1 if quick else 3, 32, lambda v: v)
+        "adding", lambda cls, kw: adding_model(cls, kw, 16 if quick else 32, add_len), "mse",
+        add_train, add_val, add_lrs, 1 if quick else 2, 32, lambda v: v)
 
     diverging = [lr for lr in char_lrs if lr in char["gru"]["diverged_at_lr"]]
     figure = plot(char_traces, diverging[0] if diverging else char_lrs[-1], "stable_gru_training")
     timing = (step_time_ratios(64, 20, 16, 3, 3) if quick
-              else step_time_ratios(256, 50, 32, 7, 10))
+              else step_time_ratios(256, 50, 32, 7, 5))
 
     def never_worse(summary):
         gru_div = set(summary["gru"]["diverged_at_lr"])
