@@ -43,6 +43,17 @@ def _cuda_home():
     return None
 
 
+def _onednn_home():
+    """oneDNN for the integer GEMM of dlu_matmul (Debian libdnnl-dev, installed by
+    scripts/setup_env.sh); ``KERAS_DLU_ONEDNN=0`` or no oneDNN: a portable kernel instead."""
+    if os.environ.get("KERAS_DLU_ONEDNN", "1") == "0":
+        return None
+    for home in filter(None, [os.environ.get("DNNL_ROOT"), "/usr", "/usr/local"]):
+        if os.path.exists(os.path.join(home, "include", "dnnl.h")):
+            return home
+    return None
+
+
 def _want_cuda(tf):
     if os.environ.get("KERAS_DLU_CUDA", "1") == "0":
         return False
@@ -66,9 +77,17 @@ class BuildTensorFlowOps(build_ext):
             ext.extra_compile_args = compile_flags + ["-O3", "-march=x86-64-v3", "-fopenmp"]
             ext.extra_link_args = link_flags + ["-fopenmp"]
             ext.include_dirs = [os.path.join(HERE, "ops")]
+            ext.define_macros = []
+            onednn = _onednn_home()
+            if onednn:
+                ext.define_macros.append(("KERAS_DLU_WITH_DNNL", "1"))
+                if onednn != "/usr":  # never -I/usr/include: it breaks libstdc++'s include_next
+                    ext.include_dirs.append(os.path.join(onednn, "include"))
+                    ext.extra_link_args.append("-L" + os.path.join(onednn, "lib"))
+                ext.extra_link_args.append("-ldnnl")
             if use_cuda:
                 cuda_home = _cuda_home()
-                ext.define_macros = [("GOOGLE_CUDA", "1"), ("KERAS_DLU_WITH_CUDA", "1")]
+                ext.define_macros += [("GOOGLE_CUDA", "1"), ("KERAS_DLU_WITH_CUDA", "1")]
                 ext.include_dirs.append(os.path.join(cuda_home, "include"))
                 ext.extra_objects = self._compile_cuda(cuda_home)
                 ext.extra_link_args += [

@@ -39,6 +39,16 @@ fi
 
 VENV="$VENV" bash scripts/build_horovod.sh
 
+# oneDNN (Debian libdnnl-dev) for dlu_matmul's integer GEMM; setup.py finds it by itself.
+# Without it the library still builds, with a slower portable GEMM.
+if [ ! -f /usr/include/dnnl.h ] && [ -z "${DNNL_ROOT:-}" ] && [ "${KERAS_DLU_ONEDNN:-1}" != 0 ]; then
+  command -v apt-get >/dev/null 2>&1 || die "oneDNN is missing and there is no apt-get: install oneDNN and set DNNL_ROOT, or set KERAS_DLU_ONEDNN=0 for the slow portable GEMM"
+  [ "$(id -u)" = 0 ] || die "oneDNN (libdnnl-dev) is missing: run 'sudo apt-get update && sudo apt-get install -y libdnnl-dev', or set KERAS_DLU_ONEDNN=0 for the slow portable GEMM"
+  say "installing oneDNN (libdnnl-dev) with apt-get"
+  apt-get update -qq && apt-get install -y -qq libdnnl-dev >/dev/null \
+    || die "apt-get install libdnnl-dev failed"
+fi
+
 if ! "$PY" -c 'import importlib.metadata as m; m.version("keras-dlu")' >/dev/null 2>&1; then
   say "installing keras-dlu (editable) and building its native library"
   "$PY" -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e . \
