@@ -1,0 +1,63 @@
+"""Measures the peak memory of a training step with TensorFlow's allocator.
+
+``tf.config.experimental.get_memory_info("CPU:0")`` reports the bytes the CPU allocator
+holds now (``current``) and at most since ``reset_memory_stats`` (``peak``) on TF 2.21,
+with oneDNN on (the default); no environment setting is needed. Resident memory (weights,
+optimizer state, the input pipeline's buffers) is what is allocated before the step, so
+``peak - current_before`` is the step's own peak: activations, gradients and update
+temporaries. Memory oneDNN allocates outside TensorFlow's allocator (primitive scratch
+pads) is not counted, for stock and optimized steps alike.
+"""
+
+import statistics
+import time
+
+import tensorflow as tf
+
+from keras_dlu.memory.planner import measure_update_factor, plan
+from keras_dlu.memory.train_step import make_train_step
+
+
+def _device():
+    return "GPU:0" if tf.config.list_logical_devices("GPU") else "CPU:0"
+
+
+def stock_train_function(model):
+    """The train function stock ``fit`` uses for ``model`` (compiled, built)."""
+    model.make_train_function(force=True)
+    return model.train_function
+
+
+def optimized_train_function(model, batch_size, fuse_update=True):
+    """A train function with the restructured step, planned for ``batch_size``."""
+    if not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
+    the_plan = plan(model, batch_size, update_factor=measure_update_factor(model.optimizer))
+    return model._make_function(make_train_step(model, the_plan, fuse_update))
+
+
+def step_peak_bytes(train_function, x, y, repeats=3):
+    """Median peak bytes above resident and median seconds of one training step.
+
+    Args:
+        train_function: a Keras train function (``stock_train_function`` or
+            ``optimized_train_function``); it is called once first to trace it.
+        x, y: one batch (arrays).
+        repeats: number of measured steps (default 3).
+
+    Returns:
+        ``(peak_bytes, seconds)``, the medians over ``repeats`` steps.
+    """
+    iterator = iter(tf.data.Dataset.from_tensors((x, y)).repeat())
+    train_function(iterator)
+    device = _device()
+    peaks, seconds = [], []
+    for _ in range(repeats):
+        tf.config.experimental.reset_memory_stats(device)
+        before = tf.config.experimental.get_memory_info(device)["current"]
+        start = time.perf_counter()
+        logs = train_function(iterator)
+        tf.nest.map_structure(lambda t: t.numpy() if hasattr(t, "numpy") else t, logs)
+        seconds.append(time.perf_counter() - start)
+        peaks.append(tf.config.experimental.get_memory_info(device)["peak"] - before)
+    return statistics.median(peaks), statistics.median(seconds)

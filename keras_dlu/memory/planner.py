@@ -1,0 +1,233 @@
+"""Static analysis of a model's backward pass: the per-layer plan of ``MemoryOptimizer``.
+
+For each node of the model's layer graph (in forward order) the planner computes, for the
+batch size in use, the bytes of its output activation, of its input gradient dX and of its
+weight gradient dW, and decides which of the two is computed first: the larger one, so its
+lifetime can end as early as possible (Shirahata et al., "Memory reduction method for deep
+neural network training", MLSP 2016). It also predicts the backward pass's peak (bytes
+above the resident weights and optimizer state) for stock Keras, where every dW lives
+until the single optimizer update at the end, and for the fused order, where a layer's dW
+dies as soon as its update is applied. The prediction is a model of the allocator, not a
+measurement; ``keras_dlu.memory.measure_step_peak`` measures.
+"""
+
+import dataclasses
+
+import numpy as np
+
+from keras_dlu.memory.train_step import layer_graph
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerPlan:
+    """One node of the backward plan.
+
+    Attributes:
+        name: the layer's name.
+        activation_bytes: bytes of the node's outputs for the planned batch.
+        dx_bytes: bytes of the gradients of the node's inputs (0 for the first layer).
+        dw_bytes: bytes of the gradients of the node's trainable weights.
+        dw_first: True when dW is computed before dX (dW is the larger).
+        fused: True when the layer's update is applied as soon as its gradients exist;
+            False when the plan defers it to the end of the step (where the update's
+            temporaries cost less than they would on top of the live activations).
+    """
+
+    name: str
+    activation_bytes: int
+    dx_bytes: int
+    dw_bytes: int
+    dw_first: bool
+    fused: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class MemoryPlan:
+    """The analysis ``plan(model, batch_size)`` returns.
+
+    Attributes:
+        batch_size: the batch size the sizes are computed for.
+        layers: ``LayerPlan`` per node, in forward order.
+        predicted_stock_bytes: predicted backward peak of stock ``fit``.
+        predicted_optimized_bytes: predicted backward peak with the planned updates.
+        update_factor: temporaries of one optimizer update, in multiples of the
+            variable's bytes (measured on a probe variable, or given).
+    """
+
+    batch_size: int
+    layers: tuple
+    predicted_stock_bytes: int
+    predicted_optimized_bytes: int
+    update_factor: float = 1.0
+
+    @property
+    def predicted_reduction(self):
+        """1 - optimized/stock of the predicted peaks."""
+        if not self.predicted_stock_bytes:
+            return 0.0
+        return 1.0 - self.predicted_optimized_bytes / self.predicted_stock_bytes
+
+    def summary(self):
+        """A printable table of the plan."""
+        mib = 1 / 2**20
+        lines = [
+            f"MemoryOptimizer plan (batch {self.batch_size}, backward from the last layer):",
+            f"  {'layer':<24}{'activation MiB':>16}{'dX MiB':>10}{'dW MiB':>10}  order",
+        ]
+        for entry in reversed(self.layers):
+            order = "dW, dX" if entry.dw_first else "dX, dW"
+            if not entry.dw_bytes:
+                order = "dX"
+            elif entry.fused:
+                order += ", update"
+            else:
+                order += " (update deferred)"
+            lines.append(
+                f"  {entry.name:<24}{entry.activation_bytes * mib:>16.2f}"
+                f"{entry.dx_bytes * mib:>10.2f}{entry.dw_bytes * mib:>10.2f}  {order}"
+            )
+        lines.append(
+            f"  predicted peak above resident: stock {self.predicted_stock_bytes * mib:.2f} "
+            f"MiB, optimized {self.predicted_optimized_bytes * mib:.2f} MiB "
+            f"({100 * self.predicted_reduction:.1f}% less)"
+        )
+        return "\n".join(lines)
+
+
+def _bytes(tensors, batch_size):
+    total = 0
+    for t in tensors:
+        shape = [batch_size if d is None else d for d in t.shape]
+        total += int(np.prod(shape, dtype=np.int64)) * np.dtype(t.dtype).itemsize
+    return total
+
+
+def plan(model, batch_size, optimizer=None, update_factor=None):
+    """Analyses ``model``'s backward pass for ``batch_size`` without training.
+
+    Args:
+        model: a built Functional or Sequential Keras model.
+        batch_size: positive int, the batch size of the planned training.
+        optimizer: the optimizer whose update temporaries are measured when
+            ``update_factor`` is None (default: the model's, if compiled).
+        update_factor: None (default) or a float >= 0: the bytes of temporaries one
+            update allocates, per byte of the variable. None measures it with
+            TensorFlow's allocator on a probe variable (this resets the CPU allocator's
+            peak statistic) or, without an optimizer, uses 1.0.
+
+    Returns:
+        A ``MemoryPlan``.
+
+    Raises:
+        ValueError: ``batch_size`` is not a positive int, or the model has no layer graph
+            (a subclassed model, or a Sequential that was never built).
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or (
+        batch_size < 1
+    ):
+        raise ValueError(f"batch_size must be a positive int; received {batch_size!r}.")
+    graph = layer_graph(model)
+    if graph is None:
+        raise ValueError(
+            "model must be a built Functional or Sequential model (a layer graph to plan); "
+            f"received {type(model).__name__}."
+        )
+    if update_factor is not None and (
+        isinstance(update_factor, bool)
+        or not isinstance(update_factor, (int, float))
+        or update_factor < 0
+    ):
+        raise ValueError(
+            f"update_factor must be None or a number >= 0; received {update_factor!r}."
+        )
+    batch_size = int(batch_size)
+    if update_factor is None:
+        optimizer = optimizer if optimizer is not None else getattr(model, "optimizer", None)
+        update_factor = 1.0 if optimizer is None else measure_update_factor(optimizer)
+    trainable = {id(v) for v in model.trainable_variables}
+    depends = set()
+    entries = []
+    for depth in sorted(graph._nodes_by_depth, reverse=True):
+        for node in graph._nodes_by_depth[depth]:
+            if not node.operation or node.is_input:
+                continue
+            weights = [
+                v for v in node.operation.trainable_variables if id(v) in trainable
+            ]
+            needs_dx = [t for t in node.input_tensors if id(t) in depends]
+            if weights or needs_dx:
+                depends.update(id(t) for t in node.outputs)
+            dw = sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in weights)
+            dx = _bytes(needs_dx, batch_size)
+            entries.append(
+                LayerPlan(
+                    name=node.operation.name,
+                    activation_bytes=_bytes(node.outputs, batch_size),
+                    dx_bytes=dx,
+                    dw_bytes=dw,
+                    dw_first=dw >= dx,
+                )
+            )
+    inputs = _bytes(graph.inputs, batch_size)
+    fused = [e.dw_bytes > 0 for e in entries]
+    stock = _peak(entries, inputs, [False] * len(entries), update_factor)
+    best = _peak(entries, inputs, fused, update_factor)
+    improved = True
+    while improved:  # greedily defer the update that lowers the predicted peak most
+        improved = False
+        for i in [i for i, f in enumerate(fused) if f]:
+            trial = list(fused)
+            trial[i] = False
+            peak = _peak(entries, inputs, trial, update_factor)
+            if peak < best:
+                best, candidate, improved = peak, trial, True
+        if improved:
+            fused = candidate
+    if stock <= best:  # deferring everything is the stock schedule
+        fused, best = [False] * len(entries), stock
+    entries = tuple(dataclasses.replace(e, fused=f) for e, f in zip(entries, fused))
+    return MemoryPlan(batch_size, entries, stock, best, float(update_factor))
+
+
+def _peak(entries, inputs, fused, factor):
+    """Predicted peak of (live activations + dY + dX + live dW + update temporaries)."""
+    peak = 0
+    deferred = 0
+    for i in range(len(entries) - 1, -1, -1):
+        e = entries[i]
+        live = inputs + sum(x.activation_bytes for x in entries[: i + 1])
+        step = live + e.activation_bytes + e.dx_bytes + deferred + e.dw_bytes
+        if fused[i]:
+            step += factor * e.dw_bytes
+        else:
+            deferred += e.dw_bytes
+        peak = max(peak, step)
+    biggest = max([e.dw_bytes for e, f in zip(entries, fused) if not f], default=0)
+    return int(max(peak, deferred + factor * biggest))
+
+
+def measure_update_factor(optimizer, elements=1 << 16):
+    """Bytes of temporaries of one ``optimizer`` update per byte of the variable.
+
+    Measured with TensorFlow's allocator on a copy of the optimizer updating a probe
+    float32 variable of ``elements`` values from a gradient that dies in the update (as
+    in the fused step, where TensorFlow may reuse the gradient's buffer): the peak above
+    the resident memory, less the gradient's own bytes.
+    """
+    import keras
+    import tensorflow as tf
+
+    clone = type(optimizer).from_config(optimizer.get_config())
+    variable = keras.Variable(np.zeros(elements, "float32"), name="probe")
+    clone.build([variable])
+
+    @tf.function
+    def step(value):
+        clone.apply([tf.fill([elements], value)], [variable])
+
+    step(tf.constant(1e-3))
+    tf.config.experimental.reset_memory_stats("CPU:0")
+    before = tf.config.experimental.get_memory_info("CPU:0")["current"]
+    step(tf.constant(1e-3))
+    peak = tf.config.experimental.get_memory_info("CPU:0")["peak"] - before
+    return max(0.0, peak / (4.0 * elements) - 1.0)

@@ -1,0 +1,41 @@
+"""Reference training for the MemoryOptimizer tests: stock fit versus fit with the callback."""
+
+import contextlib
+import io
+
+import keras
+import numpy as np
+
+
+def batch_data(model, n=64, classes=10, seed=0):
+    """Random inputs of the model's input shape and integer labels."""
+    rng = np.random.default_rng(seed)
+    shape = (n,) + tuple(model.inputs[0].shape[1:])
+    return rng.normal(size=shape).astype("float32"), rng.integers(0, classes, size=(n,))
+
+
+def train(build, optimizer, callbacks=(), epochs=2, batch_size=16, steps_per_execution=1,
+          metrics=("accuracy",), n=64):
+    """Builds ``build()`` with seed 0, fits it and returns (model, history, stdout)."""
+    keras.utils.set_random_seed(0)
+    model = build()
+    model.compile(
+        optimizer=optimizer() if callable(optimizer) else optimizer,
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=list(metrics),
+        steps_per_execution=steps_per_execution,
+    )
+    x, y = batch_data(model, n=n)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        history = model.fit(x, y, batch_size=batch_size, epochs=epochs, shuffle=False,
+                            verbose=0, callbacks=list(callbacks))
+    return model, history.history, out.getvalue()
+
+
+def max_weight_difference(a, b):
+    """Largest absolute difference over all weights (trainable and not) of two models."""
+    return max(
+        float(np.max(np.abs(np.asarray(u) - np.asarray(v)))) if np.size(u) else 0.0
+        for u, v in zip(a.get_weights(), b.get_weights())
+    )
