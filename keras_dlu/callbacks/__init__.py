@@ -1,6 +1,9 @@
 """keras_dlu.callbacks (filled by its capability issue)."""
 
-__all__ = []
+from keras_dlu.callbacks.distributed import (  # noqa: E402  (issue 6)
+    BroadcastGlobalVariables, LearningRateWarmup, MetricAverage)
 
+__all__ = []
+__all__ += ["BroadcastGlobalVariables", "MetricAverage", "LearningRateWarmup"]  # issue 6
 from keras_dlu.callbacks.memory_optimizer import MemoryOptimizer  # noqa: E402  (issue 7)
 __all__ += ["MemoryOptimizer"]  # issue 7

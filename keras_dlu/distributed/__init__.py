@@ -1,3 +1,14 @@
-"""keras_dlu.distributed (filled by its capability issue)."""
+"""Distributed training on Horovod: overlapped, fused, segmented gradient averaging.
 
-__all__ = []
+``init``/``rank``/``size``/``local_rank`` (api), ``DistributedOptimizer`` (optimizer),
+``plan_buckets`` (planner), ``simulate``/``profile_layers`` (simulate). Reference: Fujitsu,
+Yamazaki et al. 2016; Horovod.
+"""
+
+from keras_dlu.distributed.api import (NotInitializedError, init, is_initialized, local_rank,
+                                       local_size, rank, size)
+from keras_dlu.distributed.optimizer import DistributedOptimizer
+from keras_dlu.distributed.planner import Bucket, Segment, plan_buckets
+
+__all__ = ["NotInitializedError", "init", "is_initialized", "rank", "size", "local_rank",
+           "local_size", "DistributedOptimizer", "plan_buckets", "Bucket", "Segment"]

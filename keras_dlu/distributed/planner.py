@@ -1,0 +1,136 @@
+"""The bucket planner: which gradients travel together, in which order, by which method.
+
+Implements the size-dependent strategy of Fujitsu's overlapped allreduce (Yamazaki et al.
+2016, on MPI Caffe; here on Horovod):
+
+* gradients are visited in reverse layer order (the order back-propagation produces them),
+  so the first bucket can be launched while earlier layers are still differentiating;
+* small tensors are fused into one contiguous buffer up to ``fusion_threshold_bytes``
+  (the first bucket is capped at ``first_bucket_bytes`` so communication starts early,
+  as PyTorch DDP's 1 MB first bucket);
+* a tensor of at least ``large_tensor_bytes`` travels alone, split into segments of
+  ``segment_bytes`` (pipelining), each reduced either by allreduce or by reduce-scatter
+  followed by all-gather (``large_tensor_strategy``), which spreads the averaging work
+  over the ranks.
+
+The plan depends only on the variables' positions, shapes and dtypes, so every rank
+derives the same plan and the same collective names from it.
+"""
+
+import dataclasses
+import math
+
+LARGE_TENSOR_STRATEGIES = ("reduce_scatter", "allreduce")
+
+
+@dataclasses.dataclass(frozen=True)
+class Segment:
+    """Elements ``[start, stop)`` of the flattened gradient of variable ``index``."""
+
+    index: int
+    start: int
+    stop: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Bucket:
+    """One collective launch.
+
+    Attributes:
+        number: position in launch order (0 is launched first).
+        kind: ``"fused"`` (several whole small tensors concatenated, one allreduce),
+            ``"allreduce"`` or ``"reduce_scatter"`` (one segment of a large tensor).
+        segments: the pieces of flattened gradients the bucket carries.
+        nbytes: payload size in bytes.
+    """
+
+    number: int
+    kind: str
+    segments: tuple
+    nbytes: int
+
+    @property
+    def variable_indices(self):
+        return sorted({segment.index for segment in self.segments})
+
+    def name(self, prefix="kdlu"):
+        """A collective name that is equal on every rank (positions only, no layer names)."""
+        first = self.segments[0]
+        return (f"{prefix}.b{self.number}.{self.kind}.v{first.index}"
+                f".e{first.start}-{self.segments[-1].stop}.n{len(self.segments)}")
+
+
+def check_positive_bytes(name, value, allow_none=False):
+    """Validates a byte-size argument; raises ``ValueError`` naming it."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 \
+            or (isinstance(value, float) and not math.isfinite(value)):
+        raise ValueError(f"`{name}` must be a positive number of bytes, got {value!r}.")
+    return int(value)
+
+
+def check_strategy(value):
+    if value not in LARGE_TENSOR_STRATEGIES:
+        raise ValueError(f"`large_tensor_strategy` must be one of {LARGE_TENSOR_STRATEGIES}, "
+                         f"got {value!r}.")
+    return value
+
+
+def plan_buckets(tensor_sizes, itemsizes, fusion_threshold_bytes=64 * 2**20,
+                 first_bucket_bytes=2**20, large_tensor_bytes=8 * 2**20,
+                 segment_bytes=4 * 2**20, large_tensor_strategy="reduce_scatter"):
+    """Plans the buckets of one step.
+
+    Args:
+        tensor_sizes: number of elements of each gradient, in ``trainable_variables``
+            order (forward layer order).
+        itemsizes: bytes per element of each gradient.
+        fusion_threshold_bytes: largest fused bucket (default 64 MiB, Horovod's default).
+        first_bucket_bytes: largest first fused bucket (default 1 MiB).
+        large_tensor_bytes: tensors at least this large are not fused but segmented
+            (default 8 MiB).
+        segment_bytes: segment size of large tensors (default 4 MiB).
+        large_tensor_strategy: ``"reduce_scatter"`` (default) or ``"allreduce"``.
+
+    Returns:
+        a list of :class:`Bucket` in launch order (last layers first).
+    """
+    if len(tensor_sizes) != len(itemsizes):
+        raise ValueError("`tensor_sizes` and `itemsizes` must have the same length.")
+    fusion = check_positive_bytes("fusion_threshold_bytes", fusion_threshold_bytes)
+    first = check_positive_bytes("first_bucket_bytes", first_bucket_bytes)
+    large = check_positive_bytes("large_tensor_bytes", large_tensor_bytes)
+    segment = check_positive_bytes("segment_bytes", segment_bytes)
+    check_strategy(large_tensor_strategy)
+
+    buckets = []
+    pending, pending_bytes, pending_itemsize = [], 0, None
+
+    def flush():
+        nonlocal pending, pending_bytes, pending_itemsize
+        if pending:
+            buckets.append(Bucket(len(buckets), "fused", tuple(pending), pending_bytes))
+        pending, pending_bytes, pending_itemsize = [], 0, None
+
+    for index in reversed(range(len(tensor_sizes))):
+        count, itemsize = int(tensor_sizes[index]), int(itemsizes[index])
+        nbytes = count * itemsize
+        if count == 0:
+            continue
+        if nbytes >= large:
+            flush()
+            per_segment = max(1, segment // itemsize)
+            for start in range(0, count, per_segment):
+                stop = min(count, start + per_segment)
+                buckets.append(Bucket(len(buckets), large_tensor_strategy,
+                                      (Segment(index, start, stop),), (stop - start) * itemsize))
+            continue
+        limit = first if not buckets else fusion
+        if pending and (pending_bytes + nbytes > limit or itemsize != pending_itemsize):
+            flush()
+        pending.append(Segment(index, 0, count))
+        pending_bytes += nbytes
+        pending_itemsize = itemsize
+    flush()
+    return buckets

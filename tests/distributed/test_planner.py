@@ -1,0 +1,66 @@
+"""The bucket planner: order, fusion limits, segmentation, deterministic names."""
+
+import pytest
+
+from keras_dlu.distributed import plan_buckets
+
+
+def covered(buckets):
+    """{variable index: sorted list of (start, stop)} over all buckets."""
+    pieces = {}
+    for bucket in buckets:
+        for segment in bucket.segments:
+            pieces.setdefault(segment.index, []).append((segment.start, segment.stop))
+    return {k: sorted(v) for k, v in pieces.items()}
+
+
+def test_reverse_order_fusion_and_first_bucket_cap():
+    sizes = [10, 20, 30, 40, 50]  # float32: 40..200 bytes
+    buckets = plan_buckets(sizes, [4] * 5, fusion_threshold_bytes=300, first_bucket_bytes=200,
+                           large_tensor_bytes=10**6, segment_bytes=100)
+    assert [b.variable_indices for b in buckets] == [[4], [2, 3], [0, 1]]
+    assert all(b.kind == "fused" for b in buckets)
+    assert buckets[0].nbytes <= 200 and all(b.nbytes <= 300 for b in buckets)
+    assert [s.index for s in buckets[1].segments] == [3, 2]  # reverse layer order
+
+
+def test_every_element_is_reduced_exactly_once():
+    sizes = [7, 1000, 3, 250, 64]
+    buckets = plan_buckets(sizes, [4] * 5, fusion_threshold_bytes=64, first_bucket_bytes=16,
+                           large_tensor_bytes=1000, segment_bytes=396)
+    pieces = covered(buckets)
+    for index, size in enumerate(sizes):
+        spans = pieces[index]
+        assert spans[0][0] == 0 and spans[-1][1] == size
+        assert all(a[1] == b[0] for a, b in zip(spans, spans[1:]))
+
+
+@pytest.mark.parametrize("strategy", ["reduce_scatter", "allreduce"])
+def test_large_tensors_are_segmented_with_the_chosen_strategy(strategy):
+    buckets = plan_buckets([100, 1000], [4, 4], large_tensor_bytes=1000, segment_bytes=1200,
+                           large_tensor_strategy=strategy)
+    large = [b for b in buckets if 1 in b.variable_indices]
+    assert [b.kind for b in large] == [strategy] * 4  # 1000 elements / 300 per segment
+    assert [b.nbytes for b in large] == [1200, 1200, 1200, 400]
+    assert buckets[-1].kind == "fused" and buckets[-1].variable_indices == [0]
+
+
+def test_names_depend_only_on_positions_and_are_unique():
+    a = plan_buckets([5, 500, 6], [4, 4, 4], large_tensor_bytes=1000, segment_bytes=400)
+    b = plan_buckets([5, 500, 6], [4, 4, 4], large_tensor_bytes=1000, segment_bytes=400)
+    assert [x.name() for x in a] == [x.name() for x in b]
+    assert len({x.name() for x in a}) == len(a)
+
+
+def test_zero_sized_tensors_are_skipped_and_empty_input_plans_nothing():
+    assert plan_buckets([], []) == []
+    assert covered(plan_buckets([0, 4], [4, 4])) == {1: [(0, 4)]}
+
+
+@pytest.mark.parametrize("argument", ["fusion_threshold_bytes", "first_bucket_bytes",
+                                      "large_tensor_bytes", "segment_bytes"])
+def test_planner_rejects_non_positive_sizes(argument):
+    with pytest.raises(ValueError, match=argument):
+        plan_buckets([4], [4], **{argument: 0})
+    with pytest.raises(ValueError, match="large_tensor_strategy"):
+        plan_buckets([4], [4], large_tensor_strategy="tree")

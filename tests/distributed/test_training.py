@@ -1,0 +1,85 @@
+"""DistributedOptimizer under real horovodrun against single-process training.
+
+One launch per process count runs every configuration (see workers/training_worker.py).
+The reference is plain Keras training in one process on the concatenated batch from
+root's initial weights; the tolerance is 1e-5.
+"""
+
+import numpy as np
+import pytest
+
+from tests.support.horovod import read_results, run_horovod
+
+WORKER = "tests/distributed/workers/training_worker.py"
+TOLERANCE = 1e-5
+
+
+@pytest.fixture(scope="module")
+def two_ranks(tmp_path_factory):
+    out = tmp_path_factory.mktemp("np2")
+    run_horovod(WORKER, out, np=2, timeout=280)
+    return read_results(out, 2)
+
+
+@pytest.fixture(scope="module")
+def three_ranks(tmp_path_factory):
+    out = tmp_path_factory.mktemp("np3")
+    run_horovod(WORKER, out, np=3, args=["--quick"], timeout=240)
+    return read_results(out, 3)
+
+
+def check_matches_reference(results):
+    names = results[0]["configs"].keys()
+    assert names, "the worker trained no configuration"
+    for name in names:
+        weights = [np.array(r["configs"][name]["weights"]) for r in results]
+        for rank, result in enumerate(results):
+            assert result["configs"][name]["diff_to_reference"] < TOLERANCE, (name, rank)
+            np.testing.assert_allclose(weights[rank], weights[0], rtol=0, atol=TOLERANCE)
+    # The check can fail: ranks start differently, and without averaging they end differently.
+    assert results[1]["initial_diff_from_root"] > 0.01
+    assert results[0]["initial_diff_from_root"] == 0.0
+    unaveraged = [np.array(r["unaveraged_weights"]) for r in results]
+    assert np.max(np.abs(unaveraged[1] - unaveraged[0])) > 1e-3
+
+
+@pytest.mark.multiprocess
+def test_two_ranks_match_single_process_training_for_every_optimizer_and_plan(two_ranks):
+    assert {"sgd", "adam"} <= set(two_ranks[0]["optimizers"])
+    for optimizer in two_ranks[0]["optimizers"]:
+        assert any(k.startswith(optimizer + "/") for k in two_ranks[0]["configs"])
+    check_matches_reference(two_ranks)
+
+
+@pytest.mark.multiprocess
+def test_three_ranks_match_single_process_training(three_ranks):
+    assert all(r["size"] == 3 for r in three_ranks)
+    check_matches_reference(three_ranks)
+
+
+@pytest.mark.multiprocess
+def test_accumulation_and_loss_scaling_match_the_reference(two_ranks):
+    for result in two_ranks:
+        assert result["accumulation_diff"] < TOLERANCE
+        assert result["loss_scale_diff"] < TOLERANCE
+
+
+@pytest.mark.multiprocess
+def test_metric_average_logs_the_same_loss_on_every_rank(two_ranks):
+    assert two_ranks[0]["averaged_loss"] == pytest.approx(two_ranks[1]["averaged_loss"], rel=1e-6)
+
+
+@pytest.mark.multiprocess
+def test_checkpoint_from_rank0_restores_and_continues_identically(two_ranks):
+    for result in two_ranks:
+        assert result["restored_optimizer"] == "DistributedOptimizer"
+        assert result["checkpoint_diff"] < TOLERANCE
+        assert result["checkpoint_reference_diff"] < TOLERANCE
+
+
+@pytest.mark.multiprocess
+def test_mismatched_models_raise_an_error_naming_the_variable(two_ranks):
+    for result in two_ranks:
+        message = result["mismatch_error"]
+        assert message is not None, "a mismatched model trained without error"
+        assert "/kernel' has shape (8, 1" in message and "rank" in message

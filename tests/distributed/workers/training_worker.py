@@ -1,0 +1,176 @@
+"""horovodrun worker: DistributedOptimizer against single-process training, many configs.
+
+Every rank gets different data and different initial weights. For each optimizer and
+planner configuration it trains with ``DistributedOptimizer`` + ``BroadcastGlobalVariables``
+and, locally, the single-process reference (root's initial weights, the concatenated
+batch); it reports both, plus a run without averaging (must differ across ranks), a
+checkpoint round trip, a mismatched-shape model and metric averaging. One launch covers
+them all (launches are expensive). ``--quick`` runs a subset (used at -np 3).
+"""
+
+import os
+import sys
+import tempfile
+
+from keras_dlu.utils import quiet_tensorflow
+
+tf = quiet_tensorflow()
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+import keras_dlu.distributed as dist  # noqa: E402
+from keras_dlu.callbacks import BroadcastGlobalVariables, MetricAverage  # noqa: E402
+from tests.support.horovod import write_result  # noqa: E402
+
+QUICK = "--quick" in sys.argv
+BATCH, STEPS, FEATURES = 4, 3, 8
+
+dist.init()
+RANK, SIZE = dist.rank(), dist.size()
+
+
+def optimizers():
+    factories = {"sgd": lambda: keras.optimizers.SGD(0.05, momentum=0.5),
+                 "adam": lambda: keras.optimizers.Adam(0.01)}
+    try:
+        from keras_dlu.optimizers.sdprop import SDProp
+        factories["sdprop"] = lambda: SDProp(0.01)
+    except ImportError:
+        pass
+    return factories
+
+
+CONFIGS = {  # together: several fusion thresholds, segment sizes, both large-tensor strategies
+    "fused_and_reduce_scatter": {"fusion_threshold_bytes": 200, "first_bucket_bytes": 64,
+                                 "large_tensor_bytes": 256, "segment_bytes": 100,
+                                 "large_tensor_strategy": "reduce_scatter"},
+    "segmented_allreduce": {"large_tensor_bytes": 256, "segment_bytes": 60,
+                            "large_tensor_strategy": "allreduce", "priority": "after_all"},
+}
+
+
+def build_model(seed, hidden=16):
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential([keras.Input((FEATURES,)), keras.layers.Dense(hidden, activation="tanh"),
+                             keras.layers.Dense(24, activation="tanh"), keras.layers.Dense(1)])
+
+
+def global_data(steps):
+    """The first ``steps`` global batches of one fixed data set (same on every rank)."""
+    rng = np.random.default_rng(7)
+    coefficients = rng.normal(size=(FEATURES, 1))
+    x = rng.normal(size=(4 * STEPS * SIZE * BATCH, FEATURES)).astype("float32")
+    y = (x @ coefficients + 0.3 * np.sin(3 * x[:, :1])).astype("float32")
+    return x[:steps * SIZE * BATCH], y[:steps * SIZE * BATCH]
+
+
+def local_slice(array, steps, batch=BATCH):
+    """This rank's share: at step s, samples [s*SIZE*batch + RANK*batch, ... + batch)."""
+    parts = [array[s * SIZE * batch + RANK * batch: s * SIZE * batch + (RANK + 1) * batch]
+             for s in range(steps)]
+    return np.concatenate(parts)
+
+
+def flat(model):
+    return np.concatenate([w.reshape(-1) for w in model.get_weights()])
+
+
+def distributed_fit(factory, config, rounds=1, callbacks=(), passes=1):
+    """One epoch over ``rounds * STEPS`` local batches."""
+    model = build_model(100 + RANK)  # different initial weights on every rank
+    model.compile(optimizer=dist.DistributedOptimizer(factory(), backward_passes_per_step=passes,
+                                                      **config), loss="mse")
+    x, y = global_data(STEPS * rounds)
+    history = model.fit(local_slice(x, STEPS * rounds), local_slice(y, STEPS * rounds),
+                        batch_size=BATCH, shuffle=False, verbose=0,
+                        callbacks=[BroadcastGlobalVariables(0), *callbacks])
+    return model, history
+
+
+def reference_fit(factory, rounds=1, passes=1):
+    model = build_model(100)  # root's initial weights
+    model.compile(optimizer=factory(), loss="mse")
+    x, y = global_data(STEPS * rounds)
+    model.fit(x, y, batch_size=BATCH * SIZE * passes, shuffle=False, verbose=0)
+    return model
+
+
+def max_diff(a, b):
+    return float(np.max(np.abs(a - b)))
+
+
+result = {"size": SIZE, "rank": RANK, "configs": {}}
+
+# Rank 0 alone builds and fits an extra model first: Keras' auto-generated layer and
+# optimizer names now differ between ranks, which must not matter to the collectives.
+if RANK == 0:
+    extra = build_model(5)
+    extra.compile(optimizer="adam", loss="mse")
+    extra.fit(np.zeros((4, FEATURES)), np.zeros((4, 1)), verbose=0)
+
+result["initial_diff_from_root"] = max_diff(flat(build_model(100 + RANK)), flat(build_model(100)))
+
+factories = optimizers()
+result["optimizers"] = sorted(factories)
+for opt_name, factory in factories.items():
+    reference = flat(reference_fit(factory))
+    for config_name, config in CONFIGS.items():
+        if QUICK and opt_name == "sgd":
+            continue
+        model, _ = distributed_fit(factory, config)
+        weights = flat(model)
+        result["configs"][f"{opt_name}/{config_name}"] = {
+            "diff_to_reference": max_diff(weights, reference), "weights": weights.tolist()}
+
+# Without averaging (plain optimizer, same broadcast): ranks must end differently.
+plain = build_model(100 + RANK)
+plain.compile(optimizer=keras.optimizers.SGD(0.05), loss="mse")
+x, y = global_data(STEPS)
+plain.fit(local_slice(x, STEPS), local_slice(y, STEPS), batch_size=BATCH, shuffle=False,
+          verbose=0, callbacks=[BroadcastGlobalVariables(0)])
+result["unaveraged_weights"] = flat(plain).tolist()
+
+if not QUICK:
+    sgd = lambda: keras.optimizers.SGD(0.05)  # noqa: E731
+    # Gradient accumulation: two local passes per averaged update.
+    model, _ = distributed_fit(sgd, {}, rounds=2, passes=2)
+    reference = reference_fit(sgd, rounds=2, passes=2)
+    result["accumulation_diff"] = max_diff(flat(model), flat(reference))
+
+    # Loss scaling inside: LossScaleOptimizer(SGD) wrapped.
+    lso = lambda: keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(0.05))  # noqa: E731
+    model, _ = distributed_fit(lso, {"large_tensor_bytes": 256, "segment_bytes": 100})
+    result["loss_scale_diff"] = max_diff(flat(model), flat(reference_fit(lso)))
+
+    # Metric averaging: every rank logs the same (job-wide) loss.
+    model, history = distributed_fit(lambda: keras.optimizers.Adam(0.01), {},
+                                     callbacks=[MetricAverage()])
+    result["averaged_loss"] = history.history["loss"][0]
+
+    # Checkpoint by rank 0, restored on all ranks, continues like an uninterrupted run.
+    adam = lambda: keras.optimizers.Adam(0.01)  # noqa: E731
+    uninterrupted, _ = distributed_fit(adam, {"fusion_threshold_bytes": 300}, rounds=2)
+    first, _ = distributed_fit(adam, {"fusion_threshold_bytes": 300}, rounds=1)
+    path = os.path.join(os.environ["KERAS_DLU_TEST_OUT"], "checkpoint.keras")
+    if RANK == 0:
+        first.save(path)
+    import horovod.tensorflow as hvd
+    hvd.allreduce(tf.constant(0.0), name="test.barrier_after_save")
+    restored = keras.models.load_model(path)
+    result["restored_optimizer"] = type(restored.optimizer).__name__
+    x, y = global_data(2 * STEPS)
+    restored.fit(local_slice(x, 2 * STEPS)[STEPS * BATCH:], local_slice(y, 2 * STEPS)[STEPS * BATCH:],
+                 batch_size=BATCH, shuffle=False, verbose=0, callbacks=[BroadcastGlobalVariables(0)])
+    result["checkpoint_diff"] = max_diff(flat(restored), flat(uninterrupted))
+    result["checkpoint_reference_diff"] = max_diff(flat(restored), flat(reference_fit(adam, rounds=2)))
+
+    # Different model shapes per rank: a ValueError naming the variable, on every rank.
+    mismatched = build_model(1, hidden=16 + RANK)
+    mismatched.compile(optimizer=dist.DistributedOptimizer(keras.optimizers.SGD()), loss="mse")
+    try:
+        mismatched.fit(np.zeros((4, FEATURES)), np.zeros((4, 1)), verbose=0)
+        result["mismatch_error"] = None
+    except ValueError as error:
+        result["mismatch_error"] = str(error)
+
+write_result(RANK, result)
