@@ -176,7 +176,8 @@ def plot(traces, lr, path_name):
     norm_axis.axhline(1.8, color="gray", linestyle=":", label="bound 1.8")
     norm_axis.set(title=f"spectral norm of the candidate block (lr={lr:g})", xlabel="step",
                   yscale="log")
-    loss_axis.set(title="training loss (character LM, Lee corpus)", xlabel="step", yscale="log")
+    loss_axis.set(title="training loss, running mean over the epoch (char LM)", xlabel="step",
+                  yscale="log")
     norm_axis.legend()
     path = save_figure(figure, path_name)
     plt.close(figure)
