@@ -1,3 +1,6 @@
-"""keras_dlu.optimizers (filled by its capability issue)."""
+"""keras_dlu.optimizers: SDProp (NTT) and PROXTONE (Fujitsu) for `model.compile`."""
 
-__all__ = []
+from keras_dlu.optimizers.proxtone import Proxtone
+from keras_dlu.optimizers.sdprop import SDProp
+
+__all__ = ["Proxtone", "SDProp"]

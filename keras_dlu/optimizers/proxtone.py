@@ -1,0 +1,345 @@
+"""PROXTONE: proximal stochastic Newton-type gradient descent with L1 sparsity (Fujitsu)."""
+
+import keras
+from keras import ops
+
+from keras_dlu.optimizers._subspace import subspace_direction
+from keras_dlu.optimizers._validation import (check_int, check_learning_rate,
+                                              check_range)
+
+
+@keras.saving.register_keras_serializable(package="keras_dlu")
+class Proxtone(keras.optimizers.Optimizer):
+    """Optimizer that implements PROXTONE (Shi and Liu), a proximal Newton-type method.
+
+    Minimises `mean training loss + l1 * sum(|w|)` over the variables it updates. Each
+    step, for the whole parameter vector `x` at once:
+
+    1. A curvature pair `s = x - x_prev`, `y = g - g_prev` is added to a memory of the last
+       `memory` pairs, unless it fails the mini-batch filter (`s'y <= min_pair_cosine *
+       |s||y|`: noise-dominated pairs are dropped), or anything is non-finite
+       (non-finite gradients never enter the memory, and the step is skipped). With
+       `pair_interval=L > 1` the pair is built from averages over windows of L steps.
+    2. `p` is the minimum-norm subgradient of the objective (`g + l1*sign(x)` where
+       `x != 0`, `g` shrunk by `l1` where `x == 0`).
+    3. The quadratic model `p'd + d'Bd/2`, `B` the limited-memory BFGS matrix of the
+       pairs (initial matrix `sigma*I`, `sigma = s'y/s's` of the newest pair, at least
+       `damping * initial_curvature`), is projected
+       onto the low-dimensional subspace `span(S, Y, p)` (at most `2*memory + 1`
+       dimensions, which contains `B^{-1}p` exactly) and solved there with a small dense
+       eigen-solve whose eigenvalues are floored at `damping * initial_curvature`.
+    4. The step is mapped back and the proximal L1 step is applied, soft-thresholding
+       with the threshold scaled by the curvature estimate (`t = learning_rate / sigma`):
+       `x = soft(x - t*g - (learning_rate*B^{-1} - t*I) p, t*l1)`. Without curvature
+       information this is exactly proximal SGD with step `t`; at a minimiser `p = 0`,
+       so the minimisers of the objective are its fixed points; coordinates become
+       exactly zero.
+
+    PROXTONE+: with `first_order_after=N`, steps after the N-th are the first-order
+    proximal update `x = soft(x - t*g, t*l1)` with the last curvature estimate.
+
+    Mini-batches: use PROXTONE+ with a decaying learning rate to converge (the curvature
+    pairs of tiny late steps are mostly noise; the first-order phase keeps the estimate).
+
+    Memory: `2 * memory + 2` parameter-sized vectors (the `s` and `y` memories, the
+    previous parameters and gradient; 2 more window sums when `pair_interval > 1`) plus `O(memory**2)` scalars (the Gram matrix of
+    the pairs). Cost per step: about `8 * memory` inner products over the parameters.
+
+    `requires_all_gradients = True` (class attribute): the update needs every gradient
+    and variable together (one subspace over the whole parameter vector), so it cannot
+    be applied one variable at a time, e.g. by a memory-saving rewrite that frees each
+    gradient as soon as it is applied. `tf.distribute` strategies with more than one
+    replica are not supported (a clear error at build).
+
+    Reference: Z. Shi, R. Liu, "Large Scale Optimization with Proximal Stochastic
+    Newton-Type Gradient Descent", ECML PKDD 2015 (arXiv:1409.2979); PROXTONE+ from
+    the same authors' follow-up.
+
+    Args:
+        learning_rate: positive step multiplier (a float, schedule or callable); `1.0`
+            takes the full quasi-Newton step. Defaults to `1.0`.
+        l1: non-negative L1 coefficient. Defaults to `0.0`.
+        memory: number of curvature pairs kept (>= 1). Defaults to `10`.
+        pair_interval: steps averaged into one curvature pair (>= 1). Defaults to `1`.
+        damping: in (0, 1]; `damping * initial_curvature` is the floor of `sigma` and of
+            the projected model's eigenvalues, which bounds every step. Defaults to `0.01`.
+        min_pair_cosine: pairs with `cos(s, y)` at or below this, in [0, 1), are dropped.
+            Defaults to `0.1`.
+        initial_curvature: `sigma` before the first accepted pair (the first steps are
+            proximal SGD with step `learning_rate / initial_curvature`). Defaults to `10.0`.
+        first_order_after: `None`, or the number of steps after which to switch to the
+            first-order proximal update (PROXTONE+). Defaults to `None`.
+        weight_decay, clipnorm, clipvalue, global_clipnorm, use_ema, ema_momentum,
+        ema_overwrite_frequency, loss_scale_factor, gradient_accumulation_steps, name:
+            the standard arguments of `keras.optimizers.Optimizer`.
+    """
+
+    requires_all_gradients = True
+
+    def __init__(
+        self,
+        learning_rate=1.0,
+        l1=0.0,
+        memory=10,
+        pair_interval=1,
+        damping=0.01,
+        min_pair_cosine=0.1,
+        initial_curvature=10.0,
+        first_order_after=None,
+        weight_decay=None,
+        clipnorm=None,
+        clipvalue=None,
+        global_clipnorm=None,
+        use_ema=False,
+        ema_momentum=0.99,
+        ema_overwrite_frequency=None,
+        loss_scale_factor=None,
+        gradient_accumulation_steps=None,
+        name="proxtone",
+        **kwargs,
+    ):
+        check_learning_rate(learning_rate)
+        check_range("l1", l1, 0.0, None, "a non-negative float")
+        check_int("memory", memory, 1, "an integer >= 1")
+        check_int("pair_interval", pair_interval, 1, "an integer >= 1")
+        check_range("damping", damping, 0.0, 1.0, "in (0, 1]", low_open=True)
+        check_range("min_pair_cosine", min_pair_cosine, 0.0, 1.0, "in [0, 1)", high_open=True)
+        check_range("initial_curvature", initial_curvature, 0.0, None, "a positive float",
+                    low_open=True)
+        check_int("first_order_after", first_order_after, 0, "None or an integer >= 0",
+                  allow_none=True)
+        super().__init__(
+            learning_rate=learning_rate,
+            name=name,
+            weight_decay=weight_decay,
+            clipnorm=clipnorm,
+            clipvalue=clipvalue,
+            global_clipnorm=global_clipnorm,
+            use_ema=use_ema,
+            ema_momentum=ema_momentum,
+            ema_overwrite_frequency=ema_overwrite_frequency,
+            loss_scale_factor=loss_scale_factor,
+            gradient_accumulation_steps=gradient_accumulation_steps,
+            **kwargs,
+        )
+        self.l1 = float(l1)
+        self.memory = int(memory)
+        self.pair_interval = int(pair_interval)
+        self.damping = float(damping)
+        self.min_pair_cosine = float(min_pair_cosine)
+        self.initial_curvature = float(initial_curvature)
+        self.first_order_after = first_order_after
+
+    def build(self, var_list):
+        """Creates the pair memories, previous point/gradient and the small state."""
+        if self.built:
+            return
+        strategy = getattr(self, "_distribution_strategy", None)
+        if strategy is not None and strategy.num_replicas_in_sync > 1:
+            raise ValueError("Proxtone does not support tf.distribute strategies with more than "
+                             f"one replica (got {strategy.num_replicas_in_sync}); use one "
+                             "replica or keras_dlu.distributed for data parallelism.")
+        super().build(var_list)
+        m = self.memory
+        self._s_memory, self._y_memory = [], []
+        for variable in var_list:
+            prefix = variable.path.replace("/", "_")
+            for store, label in ((self._s_memory, "s_memory"), (self._y_memory, "y_memory")):
+                store.append(self.add_variable((m,) + tuple(variable.shape), "zeros",
+                                               dtype=variable.dtype, name=f"{prefix}_{label}"))
+        self._previous_values, self._previous_gradients = self.add_optimizer_variables(
+            var_list, ["previous_value", "previous_gradient"])
+        self._value_sums, self._gradient_sums = [], []
+        if self.pair_interval > 1:
+            self._value_sums, self._gradient_sums = self.add_optimizer_variables(
+                var_list, ["value_sum", "gradient_sum"])
+        self._window = self.add_variable((), "zeros", dtype="float32", name="window_count")
+        self._gram = self.add_variable((2 * m, 2 * m), "zeros", dtype="float32", name="gram")
+        self._stamps = self.add_variable((m,), keras.initializers.Constant(-1.0),
+                                         dtype="float32", name="pair_stamps")
+        self._pairs_seen = self.add_variable((), "zeros", dtype="float32", name="pairs_seen")
+        self._has_previous = self.add_variable((), "zeros", dtype="float32", name="has_previous")
+        self._curvature = self.add_variable((), keras.initializers.Constant(
+            self.initial_curvature), dtype="float32", name="curvature")
+
+    def update_step(self, gradient, variable, learning_rate):
+        raise NotImplementedError("Proxtone updates all variables together "
+                                  "(requires_all_gradients = True); use apply().")
+
+    def _backend_update_step(self, grads, trainable_variables, learning_rate):
+        n = len(self._trainable_variables)
+        gradients = [None] * n
+        for gradient, variable in zip(grads, trainable_variables):
+            index = self._get_variable_index(variable)
+            if hasattr(gradient, "indices"):  # IndexedSlices -> dense
+                gradient = ops.scatter(ops.expand_dims(gradient.indices, -1), gradient.values,
+                                       variable.shape)
+            gradients[index] = ops.cast(gradient, "float32")
+        gradients = [ops.zeros(v.shape, "float32") if g is None else g
+                     for g, v in zip(gradients, self._trainable_variables)]
+        finite = ops.all(ops.stack([ops.all(ops.isfinite(g)) for g in gradients]))
+        lr = ops.cast(learning_rate, "float32")
+
+        def second_order():
+            self._second_order_step(gradients, lr)
+
+        def first_order():
+            self._first_order_step(gradients, lr)
+
+        if self.first_order_after is None:
+            step = second_order
+        else:
+            def step():
+                ops.cond(ops.greater_equal(self.iterations, self.first_order_after),
+                         first_order, second_order)
+        ops.cond(finite, step, lambda: None)
+
+    # -- the two kinds of step -------------------------------------------------------
+
+    def _values(self):
+        return [ops.cast(v, "float32") for v in self._trainable_variables]
+
+    def _pseudo_gradient(self, values, gradients):
+        if self.l1 == 0.0:
+            return gradients
+        l1 = self.l1
+        out = []
+        for x, g in zip(values, gradients):
+            shrunk = ops.sign(g) * ops.maximum(ops.abs(g) - l1, 0.0)
+            out.append(ops.where(ops.equal(x, 0.0), shrunk, g + l1 * ops.sign(x)))
+        return out
+
+    def _write(self, values):
+        for variable, value in zip(self._trainable_variables, values):
+            self.assign(variable, ops.cast(value, variable.dtype))
+
+    def _soft(self, value, threshold):
+        if self.l1 == 0.0:
+            return value
+        return ops.sign(value) * ops.maximum(ops.abs(value) - threshold, 0.0)
+
+    def _first_order_step(self, gradients, lr):
+        t = lr / self._curvature
+        self._write([self._soft(x - t * g, t * self.l1)
+                     for x, g in zip(self._values(), gradients)])
+
+    def _second_order_step(self, gradients, lr):
+        values = self._values()
+        self._update_memory(values, gradients)
+        sigma = self._curvature
+        pseudo = self._pseudo_gradient(values, gradients)
+        m = self.memory
+        s_dot_p = _sum_dots([_dots(s, p, m) for s, p in zip(self._s_memory, pseudo)])
+        y_dot_p = _sum_dots([_dots(y, p, m) for y, p in zip(self._y_memory, pseudo)])
+        p_dot_p = _total(p * p for p in pseudo)
+        a_s, a_y, a_p = subspace_direction(self._gram, s_dot_p, y_dot_p, p_dot_p,
+                                           self._stamps, sigma,
+                                           self.damping * self.initial_curvature)
+        a_s, a_y, a_p = (ops.cast(a, "float32") for a in (a_s, a_y, a_p))
+        t = lr / sigma
+        new_values = []
+        for x, g, p, s_mem, y_mem in zip(values, gradients, pseudo, self._s_memory,
+                                         self._y_memory):
+            direction = (_combine(a_s, s_mem, m) + _combine(a_y, y_mem, m) + a_p * p)
+            new_values.append(self._soft(x + lr * direction + t * (p - g), t * self.l1))
+        self._write(new_values)
+
+    def _update_memory(self, values, gradients):
+        """Feeds the pair memory with window averages of `pair_interval` steps."""
+        interval = self.pair_interval
+        if interval == 1:
+            self._remember_pair(values, gradients)
+            return
+        value_sums = [ops.cast(a, "float32") + x for a, x in zip(self._value_sums, values)]
+        gradient_sums = [ops.cast(a, "float32") + g
+                         for a, g in zip(self._gradient_sums, gradients)]
+
+        def close_window():
+            self._remember_pair([a / interval for a in value_sums],
+                                [a / interval for a in gradient_sums])
+            for accumulator in self._value_sums + self._gradient_sums:
+                self.assign(accumulator, ops.zeros(accumulator.shape, accumulator.dtype))
+            self.assign(self._window, ops.zeros((), "float32"))
+
+        def accumulate():
+            for accumulator, total in zip(self._value_sums + self._gradient_sums,
+                                          value_sums + gradient_sums):
+                self.assign(accumulator, ops.cast(total, accumulator.dtype))
+            self.assign(self._window, self._window + 1.0)
+
+        ops.cond(ops.greater_equal(self._window + 1.0, interval), close_window, accumulate)
+
+    def _remember_pair(self, values, gradients):
+        """Adds (s, y) from the previous step to the memory when it passes the filter."""
+        m = self.memory
+        s = [x - ops.cast(px, "float32") for x, px in zip(values, self._previous_values)]
+        y = [g - ops.cast(pg, "float32") for g, pg in zip(gradients, self._previous_gradients)]
+        ss, sy, yy = _total(a * a for a in s), _total(a * b for a, b in zip(s, y)), \
+            _total(b * b for b in y)
+        accept = ops.logical_and(ops.greater(self._has_previous, 0.0),
+                                 ops.greater(sy, self.min_pair_cosine * ops.sqrt(ss * yy)))
+        accept = ops.logical_and(accept, ops.all(ops.isfinite(ops.stack([ss, sy, yy]))))
+        accept = ops.logical_and(accept, ops.greater(ss, 0.0))
+        slot = ops.argmin(self._stamps)
+        chosen = ops.logical_and(ops.equal(ops.arange(m), ops.cast(slot, "int32")), accept)
+        for store, new in ((self._s_memory, s), (self._y_memory, y)):
+            for memory_var, vector in zip(store, new):
+                mask = ops.reshape(chosen, (m,) + (1,) * len(vector.shape))
+                self.assign(memory_var, ops.where(mask, ops.cast(vector[None], memory_var.dtype),
+                                                  memory_var))
+        row_s = ops.concatenate([_sum_dots([_dots(mv, v, m) for mv, v in zip(store, s)])
+                                 for store in (self._s_memory, self._y_memory)])
+        row_y = ops.concatenate([_sum_dots([_dots(mv, v, m) for mv, v in zip(store, y)])
+                                 for store in (self._s_memory, self._y_memory)])
+        chosen2 = ops.concatenate([chosen, ops.zeros((m,), "bool")])
+        chosen2_y = ops.concatenate([ops.zeros((m,), "bool"), chosen])
+        gram = self._gram
+        gram = ops.where(chosen2[:, None], row_s[None, :], gram)
+        gram = ops.where(chosen2[None, :], row_s[:, None], gram)
+        gram = ops.where(chosen2_y[:, None], row_y[None, :], gram)
+        gram = ops.where(chosen2_y[None, :], row_y[:, None], gram)
+        self.assign(self._gram, gram)
+        self.assign(self._stamps, ops.where(chosen, self._pairs_seen, self._stamps))
+        self.assign(self._pairs_seen, self._pairs_seen + ops.cast(accept, "float32"))
+        lowest = self.damping * self.initial_curvature
+        curvature = ops.clip(sy / ops.maximum(ss, 1e-30), lowest, 1e6)
+        self.assign(self._curvature, ops.where(accept, curvature, self._curvature))
+        for store, new in ((self._previous_values, values),
+                           (self._previous_gradients, gradients)):
+            for memory_var, vector in zip(store, new):
+                self.assign(memory_var, ops.cast(vector, memory_var.dtype))
+        self.assign(self._has_previous, ops.ones((), "float32"))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "l1": self.l1,
+            "memory": self.memory,
+            "pair_interval": self.pair_interval,
+            "damping": self.damping,
+            "min_pair_cosine": self.min_pair_cosine,
+            "initial_curvature": self.initial_curvature,
+            "first_order_after": self.first_order_after,
+        })
+        return config
+
+
+def _total(terms):
+    return sum(ops.sum(term) for term in terms)
+
+
+def _dots(memory_var, vector, m):
+    """``[m]`` inner products of each stored vector with ``vector``."""
+    flat = ops.reshape(ops.cast(memory_var, "float32"), (m, -1))
+    return ops.matmul(flat, ops.reshape(vector, (-1, 1)))[:, 0]
+
+
+def _sum_dots(parts):
+    return sum(parts[1:], parts[0])
+
+
+def _combine(coefficients, memory_var, m):
+    """``sum_i coefficients[i] * memory[i]`` with the variable's shape."""
+    flat = ops.reshape(ops.cast(memory_var, "float32"), (m, -1))
+    shape = tuple(memory_var.shape[1:])
+    return ops.reshape(ops.matmul(coefficients[None, :], flat)[0], shape)
