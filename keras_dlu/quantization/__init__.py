@@ -5,6 +5,7 @@ The tfmot bridge (``keras_dlu.quantization.tfmot``) is imported only when asked 
 """
 
 from keras_dlu.quantization.policy import FixedPointPolicy
+from keras_dlu.quantization.quantize_model import quantize_model
 from keras_dlu.quantization.state import FixedPointState
 
-__all__ = ["FixedPointPolicy", "FixedPointState"]
+__all__ = ["FixedPointPolicy", "FixedPointState", "quantize_model"]

@@ -7,6 +7,7 @@ from keras_dlu.ops.histogram import HISTOGRAM_BINS, HISTOGRAM_OFFSET
 from keras_dlu.quantization.state import FixedPointState
 
 ALLOWED_BITS = (8, 16)
+ROUNDINGS = ("nearest", "stochastic")
 
 
 @keras.saving.register_keras_serializable(package="keras_dlu")
@@ -159,3 +160,20 @@ class FixedPointPolicy:
         return {"bits": self.bits, "overflow_rate": self.overflow_rate,
                 "history": self.history, "headroom": self.headroom,
                 "predict_growth": self.predict_growth}
+
+
+def resolve_policy(bits, policy):
+    """Validates ``bits``/``policy`` (ValueError naming them) and returns the policy."""
+    if isinstance(policy, dict):
+        policy = keras.saving.deserialize_keras_object(policy)
+    if policy is not None and not isinstance(policy, FixedPointPolicy):
+        raise ValueError(f"`policy` must be a keras_dlu.quantization.FixedPointPolicy or "
+                         f"None; got {policy!r}.")
+    if bits is not None and (isinstance(bits, bool) or bits not in ALLOWED_BITS):
+        raise ValueError(f"`bits` must be one of {ALLOWED_BITS}; got {bits!r}.")
+    if policy is None:
+        return FixedPointPolicy(bits=8 if bits is None else bits)
+    if bits is not None and bits != policy.bits:
+        raise ValueError(f"`bits`={bits} differs from `policy`.bits={policy.bits}; "
+                         f"pass one of them, or equal values.")
+    return policy

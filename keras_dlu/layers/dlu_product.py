@@ -1,0 +1,139 @@
+"""What DLUDense and DLUConv2D share: the fixed-point state and the integer product.
+
+``DLUProductMixin`` adds to a Keras layer the three tensors' dynamic fixed-point state
+(``inputs``, ``kernel``, ``gradients``: histograms and exponents, non-trainable, saved
+with the model) and ``_fixed_point_matmul``, a matrix product whose forward pass and both
+backward products run through ``keras_dlu.ops.dlu_matmul`` (integer arithmetic):
+
+* forward: ``y = Q(x) @ Q(W)``;
+* backward (the op's registered gradient): ``dx = Q(dy) @ Q(W)^T`` and
+  ``dW = Q(x)^T @ Q(dy)``,
+
+each operand quantized with its own exponent; the histograms the op returns (forward
+``stats``; backward through the ``grad_stats_sink`` contract) feed ``FixedPointPolicy``,
+which sets the exponents of the next step.
+"""
+
+import keras
+import tensorflow as tf
+
+from keras_dlu.ops import exponent_histogram
+from keras_dlu.quantization.policy import ROUNDINGS, resolve_policy
+
+TENSORS = ("inputs", "kernel", "gradients")
+
+
+class DLUProductMixin:
+    """Fixed-point state and the integer matrix product of a DLU layer (see module doc)."""
+
+    def _init_fixed_point(self, bits, rounding, policy, seed):
+        """Validates the DLU arguments; called before the Keras constructor."""
+        policy = resolve_policy(bits, policy)
+        if rounding not in ROUNDINGS:
+            raise ValueError(f"`rounding` must be one of {ROUNDINGS}; got {rounding!r}.")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise ValueError(f"`seed` must be an integer or None; got {seed!r}.")
+        return policy
+
+    def _set_fixed_point(self, policy, rounding, seed):
+        self.policy = policy
+        self.bits = policy.bits
+        self.rounding = rounding
+        self.seed = seed
+        self.supports_jit = False  # the native ops have no XLA kernels
+        self._fixed_point_states = {}
+
+    def _build_fixed_point(self):
+        for tensor in TENSORS:
+            self._fixed_point_states[tensor] = self.policy.create_state(self, tensor)
+
+    @property
+    def fixed_point_states(self):
+        """``{"inputs", "kernel", "gradients"}`` -> ``FixedPointState``."""
+        return dict(self._fixed_point_states)
+
+    def _state_variables(self):
+        return [v for tensor in TENSORS for v in self._fixed_point_states[tensor].variables]
+
+    def _exponent(self, tensor, x):
+        """The stored exponent; before any statistics, calibrated from ``x`` itself."""
+        state = self._fixed_point_states[tensor]
+        return tf.cond(state.updates > 0,
+                       lambda: tf.convert_to_tensor(state.exponent),
+                       lambda: self.policy.required_exponent(exponent_histogram(x)))
+
+    def _seeds(self):
+        """Per-step seeds for stochastic rounding (deterministic given ``seed``)."""
+        step = tf.cast(tf.convert_to_tensor(self._fixed_point_states["kernel"].updates),
+                       tf.int64)
+        base = tf.constant(self.seed if self.seed is not None else 0x5EED, tf.int64)
+        return base * 1000003 + 4 * step
+
+    def _fixed_point_matmul(self, x, kernel, training=False):
+        """``x [M, K] @ kernel [K, N]`` in dynamic fixed point; updates the statistics.
+
+        In training, the incoming gradient's exponent is handed to ``dlu_matmul`` (its
+        registered gradient computes ``dx`` and ``dkernel`` in integer arithmetic) and
+        the histogram of the incoming gradient comes back as the gradient of the
+        ``grad_stats_sink`` input, which ``_gradient_statistics`` stores.
+        """
+        from keras_dlu.ops import AUTO_GRAD_EXPONENT, dlu_matmul
+
+        states = self._fixed_point_states
+        x = tf.convert_to_tensor(x, tf.float32)
+        kernel = tf.convert_to_tensor(kernel, tf.float32)
+        x_exponent = self._exponent("inputs", x)
+        kernel_exponent = self._exponent("kernel", kernel)
+        arguments = dict(bits=self.bits, rounding=self.rounding, seed=self._seeds())
+        if not training:
+            product, _ = dlu_matmul(x, kernel, x_exponent, kernel_exponent, **arguments)
+            return product
+        gradients = states["gradients"]
+        # Before any statistics, the op picks the gradient's exponent from max|G|.
+        grad_exponent = tf.where(gradients.updates > 0,
+                                 tf.convert_to_tensor(gradients.exponent),
+                                 tf.constant(AUTO_GRAD_EXPONENT, tf.int32))
+        product, stats = dlu_matmul(
+            x, kernel, x_exponent, kernel_exponent, **arguments,
+            grad_exponent=grad_exponent, grad_stats_sink=self._gradient_statistics(kernel))
+        self.policy.update(states["inputs"], stats[0])
+        self.policy.update(states["kernel"], stats[1])
+        return product
+
+    def _gradient_statistics(self, kernel):
+        """A zero ``[3, 64]`` sink tied to ``kernel`` (so the tape reaches it); its
+        gradient, the backward histograms, updates the ``gradients`` state."""
+        policy, state = self.policy, self._fixed_point_states["gradients"]
+
+        @tf.custom_gradient
+        def sink(kernel):
+            def grad(statistics):
+                policy.update(state, tf.cast(statistics[0], tf.int64))
+                return tf.zeros_like(kernel)
+
+            return tf.zeros([3, 64], tf.float32), grad
+
+        return sink(kernel)
+
+    # Keras' Dense/Conv save only kernel and bias by position; the state follows them.
+    def save_own_variables(self, store):
+        super().save_own_variables(store)
+        if not self.built:
+            return
+        start = len(store.keys())
+        for index, variable in enumerate(self._state_variables()):
+            store[str(start + index)] = variable
+
+    def load_own_variables(self, store):
+        super().load_own_variables(store)
+        if not self.built:
+            return
+        variables = self._state_variables()
+        start = len(store.keys()) - len(variables)
+        for index, variable in enumerate(variables):
+            variable.assign(store[str(start + index)])
+
+    def _fixed_point_config(self):
+        return {"bits": self.bits, "rounding": self.rounding,
+                "policy": keras.saving.serialize_keras_object(self.policy),
+                "seed": self.seed}

@@ -1,0 +1,119 @@
+"""DLUDense against a NumPy integer reference and stock Keras Dense."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_dlu.layers import DLUDense
+from keras_dlu.quantization import FixedPointPolicy
+from tests.support.dlu_layers import (exponent_histogram_reference,
+                                       fixed_point_product,
+                                       required_exponent_reference, rounding_bound)
+
+pytestmark = pytest.mark.usefixtures("native_ops")
+EXACT = FixedPointPolicy(bits=16, overflow_rate=0.0)
+
+
+def dense_pair(bits, units=7, features=13, **kwargs):
+    layer = DLUDense(units, policy=FixedPointPolicy(bits=bits, overflow_rate=0.0), **kwargs)
+    layer.build((None, features))
+    reference = keras.layers.Dense(units, **kwargs)
+    reference.build((None, features))
+    reference.set_weights([layer.kernel.numpy(), layer.bias.numpy()])
+    return layer, reference
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+@pytest.mark.parametrize("batch", [1, 5, 33])
+def test_forward_equals_integer_reference_and_approximates_dense(bits, batch):
+    layer, reference = dense_pair(bits)
+    x = np.random.default_rng(batch).standard_normal((batch, 13)).astype(np.float32) * 3
+    kernel = layer.kernel.numpy()
+    ex, ek = required_exponent_reference(x, bits), required_exponent_reference(kernel, bits)
+    expected = fixed_point_product(x, kernel, ex, ek, bits) + layer.bias.numpy()
+    got = layer(x).numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6 * np.abs(expected).max())
+    error = np.abs(got - reference(x).numpy())
+    assert np.all(error <= rounding_bound(x, kernel, ex, ek) * (1 + 1e-5) + 1e-7)
+    if bits == 8:
+        assert error.max() > 0  # 8 bits really are coarser than float32
+
+
+def test_backward_products_in_fixed_point_and_statistics_stored():
+    bits = 8
+    layer, reference = dense_pair(bits, activation=None)
+    rng = np.random.default_rng(3)
+    x = tf.constant(rng.standard_normal((9, 13)).astype(np.float32))
+    dy = rng.standard_normal((9, 7)).astype(np.float32) * 1e-3
+    kernel = layer.kernel.numpy()
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        y = layer(x, training=True)
+        loss = tf.reduce_sum(y * dy)
+        loss_ref = tf.reduce_sum(reference(x) * dy)
+    dx, dkernel = tape.gradient(loss, [x, layer.kernel])
+    dx_ref, dkernel_ref = tape.gradient(loss_ref, [x, reference.kernel])
+    ex, ek, eg = (required_exponent_reference(v, bits) for v in (x, kernel, dy))
+    np.testing.assert_allclose(dx, fixed_point_product(dy, kernel.T, eg, ek, bits),
+                               rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(dkernel, fixed_point_product(x.numpy().T, dy, ex, eg, bits),
+                               rtol=1e-6, atol=1e-9)
+    assert np.all(np.abs(dx - dx_ref) <= rounding_bound(dy, kernel.T, eg, ek) + 1e-9)
+    assert np.abs(dkernel - dkernel_ref).max() > 0
+    states = layer.fixed_point_states
+    for name, values in (("inputs", x), ("kernel", kernel), ("gradients", dy)):
+        np.testing.assert_array_equal(states[name].histograms.numpy()[-1],
+                                      exponent_histogram_reference(values))
+        assert int(states[name].updates.numpy()) == 1
+        assert int(states[name].exponent.numpy()) == required_exponent_reference(
+            values, bits, layer.policy.overflow_rate)
+
+
+def test_inference_does_not_change_state_and_nan_is_not_hidden():
+    layer, _ = dense_pair(8)
+    x = np.ones((3, 13), np.float32)
+    x[1, 4] = np.nan
+    y = layer(x).numpy()
+    assert np.isnan(y[1]).all() and np.isfinite(y[[0, 2]]).all()
+    assert all(int(s.updates.numpy()) == 0 for s in layer.fixed_point_states.values())
+
+
+def test_fit_trains_in_keras_and_leading_dimensions():
+    keras.utils.set_random_seed(1)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((256, 4, 6)).astype(np.float32)
+    y = (x.sum(axis=-1, keepdims=True) > 0).astype(np.float32)
+    model = keras.Sequential([keras.Input((4, 6)), DLUDense(8, activation="relu", bits=8),
+                              DLUDense(1, activation="sigmoid", bits=8)])
+    model.compile(optimizer=keras.optimizers.Adam(0.02), loss="binary_crossentropy",
+                  metrics=["accuracy"])
+    history = model.fit(x, y, batch_size=32, epochs=6, verbose=0)
+    assert history.history["accuracy"][-1] > 0.9
+    assert int(model.layers[0].fixed_point_states["gradients"].updates.numpy()) == 48
+
+
+@pytest.mark.parametrize("kwargs, argument", [
+    ({"bits": 4}, "bits"), ({"rounding": "up"}, "rounding"), ({"policy": "fast"}, "policy"),
+    ({"bits": 16, "policy": FixedPointPolicy(bits=8)}, "bits"), ({"seed": 1.5}, "seed"),
+    ({"lora_rank": 2}, "lora_rank"),
+])
+def test_bad_arguments(kwargs, argument):
+    with pytest.raises(ValueError, match=f"`{argument}`"):
+        DLUDense(4, **kwargs)
+
+
+def test_config_and_save_load_with_state(tmp_path):
+    layer = DLUDense(5, bits=16, rounding="stochastic", seed=3, activation="relu",
+                     policy=FixedPointPolicy(bits=16, history=2, overflow_rate=0.01))
+    model = keras.Sequential([keras.Input((6,)), layer])
+    x = np.random.default_rng(0).standard_normal((16, 6)).astype(np.float32)
+    model.compile(optimizer="sgd", loss="mse")
+    model.fit(x, x[:, :5], epochs=1, batch_size=8, verbose=0)
+    clone = DLUDense.from_config(layer.get_config())
+    assert clone.policy == layer.policy and clone.rounding == "stochastic" and clone.seed == 3
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    for original, restored in zip(model.layers[0].weights, loaded.layers[0].weights):
+        np.testing.assert_array_equal(original.numpy(), restored.numpy())
+    np.testing.assert_array_equal(model.predict(x, verbose=0), loaded.predict(x, verbose=0))
