@@ -4,6 +4,7 @@ import os
 import sys
 
 import numpy as np
+import pytest
 
 from keras_dlu.datasets import characters, lee_background_text
 
@@ -21,6 +22,7 @@ def test_character_windows_are_the_corpus_shifted_by_one():
     np.testing.assert_array_equal(x[1:, 0], y[:-1, -1])  # windows are contiguous
 
 
+@pytest.mark.slow
 def test_stable_gru_tutorial_quick_mode():
     sys.path.insert(0, TUTORIALS)
     try:
