@@ -56,6 +56,8 @@ def subspace_direction(gram, s_dot_p, y_dot_p, p_dot_p, stamps, curvature, floor
     ], axis=0)
     v_w = ops.concatenate([sigma * g_full[:, :m], g_full[:, m:2 * m]], axis=1)  # V'W
     v_b_v = sigma * g_full - ops.matmul(v_w, ops.solve(middle, ops.transpose(v_w)))
+    # A singular middle matrix (e.g. repeated pairs) falls back to B = sigma * I.
+    v_b_v = ops.where(ops.all(ops.isfinite(v_b_v)), v_b_v, sigma * g_full)
 
     lam, u = ops.eigh(g_full)
     keep = ops.greater(lam, 1e-10 * ops.max(lam))
