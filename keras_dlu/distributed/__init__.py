@@ -9,6 +9,8 @@ from keras_dlu.distributed.api import (NotInitializedError, init, is_initialized
                                        local_size, rank, size)
 from keras_dlu.distributed.optimizer import DistributedOptimizer
 from keras_dlu.distributed.planner import Bucket, Segment, plan_buckets
+from keras_dlu.distributed.simulate import LayerProfile, profile_layers, simulate
 
 __all__ = ["NotInitializedError", "init", "is_initialized", "rank", "size", "local_rank",
-           "local_size", "DistributedOptimizer", "plan_buckets", "Bucket", "Segment"]
+           "local_size", "DistributedOptimizer", "plan_buckets", "Bucket", "Segment",
+           "simulate", "profile_layers", "LayerProfile"]
