@@ -31,11 +31,18 @@ once), straight-through with respect to the quantization of ``a`` and ``b``.
   forward seed, ``a`` and ``b`` reuse their forward keys (so they round identically).
 """
 
+import os
+
 import tensorflow as tf
 
 from keras_dlu.ops.loader import load_library
 from keras_dlu.ops.quantize import (check_bits, check_rounding, exponent_tensor,
                                     float_tensor, seed_tensor)
+
+# The CPU kernel and oneDNN run on OpenMP. Its default busy-waiting threads steal the cores
+# from TensorFlow's own thread pool between ops (measured: 100x slower small products on 2
+# busy cores), so sleep instead, unless the user chose. Read when the library loads.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 AUTO_GRAD_EXPONENT = -(2**31)
 """``grad_exponent`` value meaning: choose from ``max|G|`` at each step."""
@@ -51,8 +58,9 @@ def dlu_matmul(a, b, a_exponent, b_exponent, bits=8, rounding="nearest", seed=No
     Each operand is quantized with its own exponent,
     ``q = clip(round(x * 2**-e), -2**(bits-1), 2**(bits-1) - 1)``, the integer sum of
     ``qa * qb`` is computed exactly (int32 accumulation for 8 bits, int64 for 16 bits or
-    deep K) and scaled by ``2**(a_exponent + b_exponent)`` into float32 once. See the
-    module docstring for the gradient contract.
+    deep K) and scaled by ``2**(a_exponent + b_exponent)`` into float32 once (results
+    below 2**-126 flush to signed zeros, on every device, as in TensorFlow's CPU kernels).
+    See the module docstring for the gradient contract.
 
     Args:
         a: float tensor ``[M, K]`` (``[K, M]`` with ``transpose_a``); other float dtypes

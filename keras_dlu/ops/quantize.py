@@ -70,7 +70,8 @@ def quantize(x, exponent, bits, rounding="nearest", seed=None, name=None):
     """Fake-quantizes ``x`` to dynamic fixed point and returns the dequantized values.
 
     ``y = clip(round(x * 2**-exponent), -2**(bits-1), 2**(bits-1) - 1) * 2**exponent``,
-    computed exactly and rounded once to ``x``'s dtype. NaN and infinities pass through
+    computed exactly and rounded once to ``x``'s dtype (float32 results below 2**-126 flush
+    to signed zeros). NaN and infinities pass through
     unchanged (never hidden by the quantization). The gradient is straight-through: the
     incoming gradient is passed to ``x`` unchanged (also where ``x`` saturates); ``exponent``
     and ``seed`` get none. Reference: Fujitsu DLU dynamic fixed point; Courbariaux, Bengio

@@ -32,11 +32,24 @@ def _check(a, b, ea, eb, bits, **kwargs):
 
 
 @pytest.mark.parametrize("bits,ea,eb", [(8, -5, -6), (16, -12, -13)])
-@pytest.mark.parametrize("m,k,n", [(1, 1, 1), (3, 1, 4), (0, 5, 3), (4, 0, 3), (5, 3, 0),
-                                   (17, 33, 9), (64, 300, 31), (130, 257, 70)])
-def test_matches_integer_reference(m, k, n, bits, ea, eb):
-    a, b = _operands(m, k, n, np.random.default_rng(m * 100 + k + n))
-    _check(a, b, ea, eb, bits)
+def test_matches_integer_reference(bits, ea, eb):
+    for m, k, n in [(1, 1, 1), (3, 1, 4), (0, 5, 3), (4, 0, 3), (5, 3, 0), (17, 33, 9),
+                    (64, 300, 31), (130, 257, 70)]:
+        a, b = _operands(m, k, n, np.random.default_rng(m * 100 + k + n))
+        _check(a, b, ea, eb, bits)
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+@pytest.mark.parametrize("ea,eb", [(-115, -5), (-125, -12), (60, 61), (110, -108)])
+def test_extreme_exponents_subnormal_and_overflowing_products(ea, eb, bits):
+    # exponents outside the float fast paths: quantization below 2**-100, products that
+    # are subnormal floats or overflow to infinity, exponent sums beyond float's range
+    rng = np.random.default_rng(abs(ea) + abs(eb))
+    scale = 2.0 ** (bits - 3)
+    a = (rng.standard_normal((9, 40)) * scale * 2.0**ea).astype(np.float32)
+    b = (rng.standard_normal((40, 6)) * scale * 2.0**eb).astype(np.float32)
+    with np.errstate(over="ignore"):
+        _check(a, b, ea, eb, bits)
 
 
 @pytest.mark.parametrize("bits", [8, 16])

@@ -44,11 +44,20 @@ def quantize_int(x, exponent, bits, rounding="nearest", seed=0):
     return np.where(finite, r, 0).astype(np.int64)
 
 
+def to_float32_flushed(v):
+    """float64 -> float32 rounded once; magnitudes below 2**-126 become signed zeros."""
+    v = np.asarray(v, np.float64)
+    with np.errstate(over="ignore"):
+        return np.where(np.abs(v) < 2.0**-126, np.copysign(0.0, v), v).astype(np.float32)
+
+
 def quantize_reference(x, exponent, bits, rounding="nearest", seed=0):
-    """Dequantized x in x's dtype; NaN and infinities pass through."""
+    """Dequantized x in x's dtype (float32 results below 2**-126 flush to zero); NaN and
+    infinities pass through."""
     x = np.asarray(x)
     q = quantize_int(x, exponent, bits, rounding, seed)
-    y = np.ldexp(q.astype(np.float64), exponent).astype(x.dtype)
+    y = np.ldexp(q.astype(np.float64), exponent)
+    y = to_float32_flushed(y) if x.dtype == np.float32 else y.astype(x.dtype)
     return np.where(np.isfinite(x), y, x)
 
 
@@ -60,7 +69,8 @@ def signed64(value):
 
 def dlu_matmul_reference(a, b, a_exponent, b_exponent, bits=8, rounding="nearest",
                          a_seed=0, b_seed=0, transpose_a=False, transpose_b=False):
-    """(product float32, stats int64 [3, 64]) by the issue's rule, with per-operand seeds
+    """(product float32, stats int64 [3, 64]) by the issue's rule (products below 2**-126
+    flush to zero), with per-operand seeds
     (``dlu_matmul(seed=s)`` uses ``a_seed = 2 s`` and ``b_seed = 2 s + 1``)."""
     a = np.asarray(a, np.float32)
     b = np.asarray(b, np.float32)
@@ -71,7 +81,7 @@ def dlu_matmul_reference(a, b, a_exponent, b_exponent, bits=8, rounding="nearest
     qa = qa.T if transpose_a else qa
     qb = qb.T if transpose_b else qb
     integer = qa @ qb  # exact int64
-    product = np.ldexp(integer.astype(np.float64), a_exponent + b_exponent).astype(np.float32)
+    product = to_float32_flushed(np.ldexp(integer.astype(np.float64), a_exponent + b_exponent))
     bad_rows = ~np.all(np.isfinite(op_a), axis=1)
     bad_cols = ~np.all(np.isfinite(op_b), axis=0)
     product[bad_rows, :] = np.nan

@@ -18,6 +18,7 @@
 
 #include "dlu_gemm.h"
 #include "dlu_quantize.h"
+#include "dlu_rows.h"
 #include "exponent_bin.h"
 
 namespace keras_dlu {
@@ -32,10 +33,16 @@ struct Operand {
   std::vector<int64_t> sums;     // 16-bit only: per op-row/column sum of q - 128
 };
 
+// Merges four interleaved 65-bin histograms (the last bin discards) into 64 counters.
+void MergeHistograms(const int64_t (*local)[kHistogramBins + 1], int64_t* histogram) {
+  for (int h = 0; h < 4; ++h)
+    for (int i = 0; i < kHistogramBins; ++i) histogram[i] += local[h][i];
+}
+
 // x is stored [rows, cols]; `by_row` says whether the op index (row of op(A) or column of
 // op(B)) is the stored row (else the stored column).
 void QuantizeOperand(const float* x, int64_t rows, int64_t cols, bool by_row, int exponent,
-                     int bits, bool stochastic, uint64_t seed, Operand* out,
+                     int bits, bool stochastic, uint64_t seed, int threads, Operand* out,
                      int64_t* histogram) {
   const int64_t count = rows * cols;
   const int64_t op_size = by_row ? rows : cols;
@@ -45,51 +52,52 @@ void QuantizeOperand(const float* x, int64_t rows, int64_t cols, bool by_row, in
     out->sums.assign(op_size, 0);
   }
   out->bad.assign(op_size, 0);
-  const double inv_scale = Pow2(-exponent);
   int8_t* hi = out->hi.get();
   int8_t* lo = out->lo.get();
   uint8_t* bad = out->bad.data();
   int64_t* sums = out->sums.data();
   std::memset(histogram, 0, sizeof(int64_t) * kHistogramBins);
-#pragma omp parallel
+#pragma omp parallel num_threads(threads)
   {
-    int64_t local[kHistogramBins] = {0};
+    int64_t local[4][kHistogramBins + 1] = {};
+    std::vector<int32_t> q(cols), bins(cols);
     std::vector<int64_t> col_sums((bits == 16 && !by_row) ? cols : 0, 0);
     std::vector<uint8_t> col_bad(by_row ? 0 : cols, 0);
 #pragma omp for schedule(static)
     for (int64_t r = 0; r < rows; ++r) {
       const float* xr = x + r * cols;
-      int64_t row_sum = 0;
-      uint8_t row_bad = 0;
-      for (int64_t c = 0; c < cols; ++c) {
-        const float v = xr[c];
-        const int bin = ExponentBin(v);
-        if (bin != kNoBin) ++local[bin];
-        const bool finite = IsFiniteValue(v);
-        const int64_t index = r * cols + c;
-        const int32_t q = finite ? QuantizeFinite(v, inv_scale, bits, stochastic, seed, index)
-                                 : 0;
-        if (!finite) {
-          if (by_row) row_bad = 1; else col_bad[c] = 1;
-        }
-        if (bits == 8) {
-          hi[index] = static_cast<int8_t>(q);
+      const bool any_bad = BinRow(xr, cols, bins.data(), local);
+      QuantizeRow(xr, cols, exponent, bits, stochastic, seed, r * cols, q.data());
+      if (any_bad) {
+        if (by_row) {
+          bad[r] = 1;
         } else {
-          const int32_t shifted = q - 128;  // a' = 256 h + l, l in [-128, 127]
-          const int32_t l = ((shifted + 128) & 0xff) - 128;
-          hi[index] = static_cast<int8_t>((shifted - l) >> 8);
-          lo[index] = static_cast<int8_t>(l);
-          if (by_row) row_sum += shifted; else col_sums[c] += shifted;
+          for (int64_t c = 0; c < cols; ++c)
+            if (!IsFiniteValue(xr[c])) col_bad[c] = 1;
         }
       }
+      int8_t* hr = hi + r * cols;
+      if (bits == 8) {
+        for (int64_t c = 0; c < cols; ++c) hr[c] = static_cast<int8_t>(q[c]);
+        continue;
+      }
+      // q = 256 h + l + 128 with h = q >> 8 and l = (q & 255) - 128; sums of q - 128.
+      int8_t* lr = lo + r * cols;
+      for (int64_t c = 0; c < cols; ++c) {
+        hr[c] = static_cast<int8_t>(q[c] >> 8);
+        lr[c] = static_cast<int8_t>((q[c] & 0xff) - 128);
+      }
       if (by_row) {
-        bad[r] = row_bad;
-        if (bits == 16) sums[r] = row_sum;
+        int64_t row_sum = 0;
+        for (int64_t c = 0; c < cols; ++c) row_sum += q[c] - 128;
+        sums[r] = row_sum;
+      } else {
+        for (int64_t c = 0; c < cols; ++c) col_sums[c] += q[c] - 128;
       }
     }
 #pragma omp critical
     {
-      for (int i = 0; i < kHistogramBins; ++i) histogram[i] += local[i];
+      MergeHistograms(local, histogram);
       if (!by_row) {
         for (int64_t c = 0; c < cols; ++c) {
           bad[c] |= col_bad[c];
@@ -100,29 +108,34 @@ void QuantizeOperand(const float* x, int64_t rows, int64_t cols, bool by_row, in
   }
 }
 
-// product[i, j] = NaN where a row/column is bad, else value(i, j) * 2**exponent as float.
-template <typename Value>
+// product[i, j] = c[i, j] * 2**exponent as float, NaN where a row/column is bad; fills the
+// product histogram.
+template <typename Acc>
 void Finalize(int64_t m, int64_t n, int exponent, const Operand& a, const Operand& b,
-              Value value, float* product, int64_t* histogram) {
-  const double scale = Pow2(std::max(-1000, std::min(1000, exponent)));
+              const Acc* c, int threads, float* product, int64_t* histogram) {
   const float nan = std::numeric_limits<float>::quiet_NaN();
+  const bool float_exact = FloatScaleIsExact(exponent, 31);
+  std::vector<int64_t> bad_cols;
+  for (int64_t j = 0; j < n; ++j)
+    if (b.bad[j]) bad_cols.push_back(j);
   std::memset(histogram, 0, sizeof(int64_t) * kHistogramBins);
-#pragma omp parallel
+#pragma omp parallel num_threads(threads)
   {
-    int64_t local[kHistogramBins] = {0};
+    int64_t local[4][kHistogramBins + 1] = {};
+    std::vector<int32_t> bins(n);
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < m; ++i) {
       float* row = product + i * n;
-      const bool row_bad = a.bad[i];
-      for (int64_t j = 0; j < n; ++j) {
-        const float p = (row_bad || b.bad[j]) ? nan : ScaleUpToFloat(value(i, j), exponent, scale);
-        row[j] = p;
-        const int bin = ExponentBin(p);
-        if (bin != kNoBin) ++local[bin];
+      if (a.bad[i]) {
+        std::fill(row, row + n, nan);
+        continue;  // NaNs fall in no bin
       }
+      ScaleRow(c + i * n, n, exponent, float_exact, row);
+      for (const int64_t j : bad_cols) row[j] = nan;
+      BinRow(row, n, bins.data(), local);
     }
 #pragma omp critical
-    for (int i = 0; i < kHistogramBins; ++i) histogram[i] += local[i];
+    MergeHistograms(local, histogram);
   }
 }
 
@@ -132,11 +145,16 @@ void DluMatmulCpu(const DluMatmulArgs& args) {
   const int64_t m = args.m, n = args.n, k = args.k;
   const int64_t a_rows = args.transpose_a ? k : m, a_cols = args.transpose_a ? m : k;
   const int64_t b_rows = args.transpose_b ? n : k, b_cols = args.transpose_b ? k : n;
+  // Small products run on the calling thread: waking OpenMP workers (and oneDNN's, which
+  // follow this thread's setting) costs more than they save there.
+  static const int max_threads = omp_get_max_threads();
+  const int threads = m * n * std::max<int64_t>(k, 1) < (int64_t{1} << 23) ? 1 : max_threads;
+  omp_set_num_threads(threads);
   Operand qa, qb;
   QuantizeOperand(args.a, a_rows, a_cols, !args.transpose_a, args.a_exponent, args.bits,
-                  args.stochastic, args.seed_a, &qa, args.stats);
+                  args.stochastic, args.seed_a, threads, &qa, args.stats);
   QuantizeOperand(args.b, b_rows, b_cols, args.transpose_b, args.b_exponent, args.bits,
-                  args.stochastic, args.seed_b, &qb, args.stats + kHistogramBins);
+                  args.stochastic, args.seed_b, threads, &qb, args.stats + kHistogramBins);
   const int exponent = args.a_exponent + args.b_exponent;
   int64_t* product_histogram = args.stats + 2 * kHistogramBins;
   const int64_t mn = m * n;
@@ -154,9 +172,7 @@ void DluMatmulCpu(const DluMatmulArgs& args) {
   std::unique_ptr<int32_t[]> c32(new int32_t[std::max<int64_t>(mn, 1)]);
   if (args.bits == 8 && k <= kMaxInt32Depth) {
     gemm(qa.hi.get(), qb.hi.get(), 0, k, c32.get());
-    const int32_t* c = c32.get();
-    Finalize(m, n, exponent, qa, qb, [c, n](int64_t i, int64_t j) { return int64_t{c[i * n + j]}; },
-             args.product, product_histogram);
+    Finalize(m, n, exponent, qa, qb, c32.get(), threads, args.product, product_histogram);
     return;
   }
   // Wide path: int64 accumulation over K chunks that cannot overflow int32.
@@ -191,20 +207,16 @@ void DluMatmulCpu(const DluMatmulArgs& args) {
       }
     }
   }
-  const int64_t* acc = c64.get();
-  if (args.bits == 8) {
-    Finalize(m, n, exponent, qa, qb, [acc, n](int64_t i, int64_t j) { return acc[i * n + j]; },
-             args.product, product_histogram);
-  } else {
+  if (args.bits == 16) {
     const int64_t* ra = qa.sums.data();
     const int64_t* cb = qb.sums.data();
     const int64_t constant = 16384 * k;
-    Finalize(m, n, exponent, qa, qb,
-             [acc, n, ra, cb, constant](int64_t i, int64_t j) {
-               return acc[i * n + j] + 128 * (ra[i] + cb[j]) + constant;
-             },
-             args.product, product_histogram);
+    int64_t* acc = c64.get();
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < n; ++j) acc[i * n + j] += 128 * (ra[i] + cb[j]) + constant;
   }
+  Finalize(m, n, exponent, qa, qb, c64.get(), threads, args.product, product_histogram);
 }
 
 template <typename T>
@@ -212,7 +224,7 @@ void DluQuantizeCpu(const T* x, T* y, int64_t n, int exponent, int bits, bool st
                     uint64_t seed) {
   const double inv_scale = Pow2(-exponent);
   const double scale = Pow2(exponent);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n > (1 << 15))
   for (int64_t i = 0; i < n; ++i) {
     const T v = x[i];
     if (!IsFiniteValue(v)) {
@@ -220,7 +232,8 @@ void DluQuantizeCpu(const T* x, T* y, int64_t n, int exponent, int bits, bool st
       continue;
     }
     const int32_t q = QuantizeFinite(v, inv_scale, bits, stochastic, seed, i);
-    y[i] = static_cast<T>(static_cast<double>(q) * scale);
+    const double d = static_cast<double>(q) * scale;
+    y[i] = sizeof(T) == 4 ? static_cast<T>(RoundToFloatFlushed(d)) : static_cast<T>(d);
   }
 }
 

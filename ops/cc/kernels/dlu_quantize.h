@@ -60,13 +60,23 @@ KERAS_DLU_HOST_DEVICE int32_t QuantizeFinite(double x, double inv_scale, int bit
 
 KERAS_DLU_HOST_DEVICE bool IsFiniteValue(double x) { return x - x == 0.0; }
 
-// q * 2**e rounded once to float (the dequantized value or the scaled integer product);
-// q must be below 2**53 in magnitude (always true here). scale = Pow2(e) when |e| <= 1000,
-// where the double product is exactly ldexp(q, e); otherwise ldexp is used.
+// A double rounded once to float, flushed to a signed zero when its magnitude is below
+// 2**-126 (float's smallest normal): the same on every device and whatever the thread's
+// flush-to-zero mode (TensorFlow's CPU threads flush denormals).
+KERAS_DLU_HOST_DEVICE float RoundToFloatFlushed(double v) {
+  return (v < 1.1754943508222875e-38 && v > -1.1754943508222875e-38)
+             ? (v < 0 ? -0.0f : 0.0f)
+             : static_cast<float>(v);
+}
+
+// q * 2**e rounded once to float (the dequantized value or the scaled integer product),
+// flushed like RoundToFloatFlushed; q must be below 2**53 in magnitude (always true here).
+// scale = Pow2(e) when |e| <= 1000, where the double product is exactly ldexp(q, e);
+// otherwise ldexp is used.
 KERAS_DLU_HOST_DEVICE float ScaleUpToFloat(int64_t q, int exponent, double scale) {
   const double v = static_cast<double>(q);
-  return static_cast<float>((exponent <= 1000 && exponent >= -1000) ? v * scale
-                                                                    : ldexp(v, exponent));
+  return RoundToFloatFlushed((exponent <= 1000 && exponent >= -1000) ? v * scale
+                                                                      : ldexp(v, exponent));
 }
 
 }  // namespace keras_dlu

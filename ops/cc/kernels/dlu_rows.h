@@ -1,0 +1,122 @@
+// Vectorized row passes of the CPU DLU matmul: quantization to integers, exponent bins for
+// the histograms, and scaling of the integer product. Each is exactly the scalar rule of
+// dlu_quantize.h / exponent_bin.h; the fast paths are used only where they are provably
+// identical (a float scale 2**-e with |e| <= 126, products that stay normal floats).
+#ifndef KERAS_DLU_OPS_DLU_ROWS_H_
+#define KERAS_DLU_OPS_DLU_ROWS_H_
+
+#include <cstdint>
+#include <cstring>
+
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
+
+#include "dlu_quantize.h"
+#include "exponent_bin.h"
+
+namespace keras_dlu {
+
+// Histogram bin of a float by its bits, kHistogramBins (a discard bin) for zeros,
+// infinities and NaNs: the rule of ExponentBin, written branch-free so loops vectorize.
+inline int32_t BinOrDiscard(uint32_t bits) {
+  const int32_t field = static_cast<int32_t>((bits >> 23) & 0xffu);
+  const bool mantissa = (bits & 0x7fffffu) != 0;
+  int32_t bin = field - 127 + kHistogramOffset;
+  bin = bin < 0 ? 0 : (bin > kHistogramBins - 1 ? kHistogramBins - 1 : bin);
+  bin = field == 0 ? (mantissa ? 0 : kHistogramBins) : bin;
+  return field == 0xff ? kHistogramBins : bin;
+}
+
+// Adds x[0..n) to four interleaved 65-bin histograms (bin 64 discards), returns whether
+// any element is non-finite.
+inline bool BinRow(const float* x, int64_t n, int32_t* bins_scratch,
+                   int64_t (*histograms)[kHistogramBins + 1]) {
+  uint32_t nonfinite = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    uint32_t bits;
+    std::memcpy(&bits, x + i, sizeof(bits));
+    bins_scratch[i] = BinOrDiscard(bits);
+    nonfinite |= ((bits >> 23) & 0xffu) == 0xffu;
+  }
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    ++histograms[0][bins_scratch[i]];
+    ++histograms[1][bins_scratch[i + 1]];
+    ++histograms[2][bins_scratch[i + 2]];
+    ++histograms[3][bins_scratch[i + 3]];
+  }
+  for (; i < n; ++i) ++histograms[0][bins_scratch[i]];
+  return nonfinite != 0;
+}
+
+// q[i] = quantized x[i] with round-half-to-even (0 for non-finite x), for -100 <= e <= 126:
+// x * 2**-e is then exact in float unless it is below 2**-26 (rounds to 0 either way, also
+// under flush-to-zero), and an overflow to infinity saturates like the exact value.
+inline void QuantizeRowNearestFloat(const float* x, int64_t n, int exponent, int bits,
+                                    int32_t* q) {
+  const float inv_scale = static_cast<float>(Pow2(-exponent));
+  const float hi = static_cast<float>((1 << (bits - 1)) - 1);
+  const float lo = -static_cast<float>(1 << (bits - 1));
+  int64_t i = 0;
+#if defined(__AVX2__)
+  const __m256 vs = _mm256_set1_ps(inv_scale), vhi = _mm256_set1_ps(hi),
+               vlo = _mm256_set1_ps(lo);
+  const __m256i field_mask = _mm256_set1_epi32(0x7f800000);
+  for (; i + 8 <= n; i += 8) {
+    const __m256 v = _mm256_loadu_ps(x + i);
+    const __m256i nonfinite = _mm256_cmpeq_epi32(
+        _mm256_and_si256(_mm256_castps_si256(v), field_mask), field_mask);
+    __m256 r = _mm256_round_ps(_mm256_mul_ps(v, vs),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    r = _mm256_min_ps(_mm256_max_ps(r, vlo), vhi);
+    const __m256i qi = _mm256_andnot_si256(nonfinite, _mm256_cvtps_epi32(r));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + i), qi);
+  }
+#endif
+  const double inv_scale_d = Pow2(-exponent);
+  for (; i < n; ++i)
+    q[i] = IsFiniteValue(x[i]) ? QuantizeFinite(x[i], inv_scale_d, bits, false, 0, 0) : 0;
+}
+
+// Generic quantization of a row (any exponent, either rounding); `first_index` is the flat
+// index of x[0] in its tensor (the stochastic key).
+inline void QuantizeRow(const float* x, int64_t n, int exponent, int bits, bool stochastic,
+                        uint64_t seed, uint64_t first_index, int32_t* q) {
+  if (!stochastic && exponent >= -100 && exponent <= 126) {
+    QuantizeRowNearestFloat(x, n, exponent, bits, q);
+    return;
+  }
+  const double inv_scale = Pow2(-exponent);
+  for (int64_t i = 0; i < n; ++i)
+    q[i] = IsFiniteValue(x[i])
+               ? QuantizeFinite(x[i], inv_scale, bits, stochastic, seed, first_index + i)
+               : 0;
+}
+
+// Whether every |c| * 2**e (c an integer below 2**max_bits) is 0 or a normal float, so
+// that float(c) * 2**e in float equals the exactly rounded double computation.
+inline bool FloatScaleIsExact(int exponent, int max_bits) {
+  return exponent >= -126 && exponent + max_bits <= 127;
+}
+
+// out[j] = float(c[j] * 2**e), rounded once.
+inline void ScaleRow(const int32_t* c, int64_t n, int exponent, bool float_exact, float* out) {
+  if (float_exact) {
+    const float scale = static_cast<float>(Pow2(exponent));
+    for (int64_t j = 0; j < n; ++j) out[j] = static_cast<float>(c[j]) * scale;
+  } else {
+    const double scale = Pow2(exponent < -1000 ? -1000 : (exponent > 1000 ? 1000 : exponent));
+    for (int64_t j = 0; j < n; ++j) out[j] = ScaleUpToFloat(c[j], exponent, scale);
+  }
+}
+
+inline void ScaleRow(const int64_t* c, int64_t n, int exponent, bool /*float_exact*/,
+                     float* out) {
+  const double scale = Pow2(exponent < -1000 ? -1000 : (exponent > 1000 ? 1000 : exponent));
+  for (int64_t j = 0; j < n; ++j) out[j] = ScaleUpToFloat(c[j], exponent, scale);
+}
+
+}  // namespace keras_dlu
+
+#endif  // KERAS_DLU_OPS_DLU_ROWS_H_
