@@ -5,8 +5,7 @@ import pytest
 
 from keras_dlu.callbacks import MemoryOptimizer
 from keras_dlu.memory import models
-from keras_dlu.memory.measure import (optimized_train_function, step_peak_bytes,
-                                      stock_train_function)
+from keras_dlu.memory.probe import isolated_peaks
 from tests.support.memory import batch_data, max_weight_difference, train
 
 
@@ -65,13 +64,13 @@ def test_stock_train_function_is_restored_after_fit():
 
 @pytest.mark.slow
 def test_peak_memory_reduced_on_vgg_style_model():
-    keras.utils.set_random_seed(0)
-    model = models.vgg_style(image_size=16, width=16, dense=1024)
-    model.compile(optimizer=keras.optimizers.SGD(0.01),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    x, y = batch_data(model, n=8)
-    stock_peak, _ = step_peak_bytes(stock_train_function(model), x, y)
-    optimized_peak, _ = step_peak_bytes(optimized_train_function(model, 8), x, y)
-    # Dense weights (about 9 MiB of gradients) dominate at batch 8; fusing their updates
-    # removes most of them from the peak.
-    assert optimized_peak <= 0.8 * stock_peak, (optimized_peak, stock_peak)
+    # Measured in a fresh process with one inter-op thread, so TensorFlow's schedule (and
+    # the allocator's peak) is the same every step: 8.0 MiB stock, 4.0 MiB optimized on
+    # every repeat of every run so far (stock in-process varied 6-12 MiB from step to step).
+    peaks = isolated_peaks("vgg_style", 8, dict(image_size=16, width=16, dense=1024),
+                           repeats=4)
+    stock, optimized = peaks["stock_peaks"], peaks["optimized_peaks"]
+    assert min(stock) > 0, stock
+    # Dense weight gradients (2 + 4 MiB) dominate at batch 8; fusing their updates keeps
+    # only one of them alive. The worst optimized step against the best stock step:
+    assert max(optimized) <= 0.65 * min(stock), (optimized, stock)
