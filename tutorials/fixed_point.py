@@ -8,7 +8,7 @@ statistics to TensorBoard and plots the exponent trajectories.
 
     python tutorials/fixed_point.py            # LeNet-style CNN, float32 vs 8-bit
     python tutorials/fixed_point.py --quick    # a few seconds, for the test suite
-    tensorboard --logdir reports/fixed_point_logs   # (pip install tensorboard) the view
+    .venv/bin/tensorboard --logdir reports/fixed_point_logs   # the TensorBoard view
 """
 
 import argparse
