@@ -59,15 +59,30 @@ def subspace_direction(gram, s_dot_p, y_dot_p, p_dot_p, stamps, curvature, floor
     # A singular middle matrix (e.g. repeated pairs) falls back to B = sigma * I.
     v_b_v = ops.where(ops.all(ops.isfinite(v_b_v)), v_b_v, sigma * g_full)
 
-    lam, u = ops.eigh(g_full)
-    keep = ops.greater(lam, 1e-10 * ops.max(lam))
-    basis = u * ops.where(keep, 1.0 / ops.sqrt(ops.maximum(lam, 1e-300)), 0.0)[None, :]
-    model = ops.matmul(ops.transpose(basis), ops.matmul(v_b_v, basis))
+    # Robustness: the eigen-solves only ever see finite, well-scaled matrices (Gram matrix
+    # scaled to unit diagonal); anything non-finite falls back to the proximal-SGD step
+    # d = -p / sigma for this step (a_s = a_y = 0, a_p = -1/sigma).
+    size = 2 * m + 1
+    eye = ops.eye(size, dtype=dtype)
+    healthy = ops.logical_and(ops.all(ops.isfinite(g_full)), ops.all(ops.isfinite(v_b_v)))
+    diag = ops.diagonal(g_full)
+    scale = ops.where(ops.greater(diag, 0.0), 1.0 / ops.sqrt(ops.maximum(diag, 1e-300)), 0.0)
+    scale = ops.where(healthy, scale, ops.zeros_like(scale))
+    unit = ops.where(healthy, g_full, eye) * scale[:, None] * scale[None, :]
+    lam, u = ops.eigh(unit)
+    keep = ops.greater(lam, 1e-10 * ops.maximum(ops.max(lam), 1e-300))
+    basis = scale[:, None] * u * ops.where(keep, 1.0 / ops.sqrt(ops.maximum(lam, 1e-300)),
+                                           0.0)[None, :]
+    model = ops.matmul(ops.transpose(basis), ops.matmul(ops.where(healthy, v_b_v, eye), basis))
     model = 0.5 * (model + ops.transpose(model))
-    gradient = ops.matmul(ops.transpose(basis), g_full[:, -1])
+    healthy = ops.logical_and(healthy, ops.all(ops.isfinite(model)))
+    model = ops.where(healthy, model, eye)
+    gradient = ops.matmul(ops.transpose(basis), ops.where(healthy, g_full[:, -1], 0.0))
     mu, q = ops.eigh(model)
     mu = ops.maximum(mu, ops.cast(floor, dtype))
     coefficients = -ops.matmul(q, ops.matmul(ops.transpose(q), gradient) / mu)
     a = ops.matmul(basis, coefficients)
-    a = ops.where(ops.isfinite(a), a, ops.zeros_like(a))
+    fallback = ops.concatenate([ops.zeros((2 * m,), dtype),
+                                ops.reshape(-1.0 / sigma, (1,))])
+    a = ops.where(ops.logical_and(healthy, ops.all(ops.isfinite(a))), a, fallback)
     return a[:m], a[m:2 * m], a[2 * m]
