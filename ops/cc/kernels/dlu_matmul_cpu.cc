@@ -2,10 +2,13 @@
 // al. 2014): one fused quantization + histogram pass per operand, an exact integer GEMM
 // (dlu_gemm.h), one fused scaling + NaN marking + histogram pass over the product.
 //
-// 16-bit operands are split into 8-bit digits, q = 256 h + l + 128 with h, l in [-128, 127],
-// so that the exact product comes from four int8 GEMMs combined in int64:
+// 16-bit operands are split into 8-bit digits, q = 256 h + l + 128 with h = q >> 8 and
+// l = (q & 255) - 128, both in [-128, 127], so that the exact product comes from int8 GEMMs
+// combined in int64:
 //   sum_k qa qb = 65536 HH + 256 (HL + LH) + LL + 128 (rowsum a' + colsum b') + 16384 K,
-// where a' = qa - 128 = 256 ha + la (and likewise b').
+// where a' = qa - 128 = 256 ha + la (and likewise b'). The digit planes are stored so that
+// [H | L] of A and [L ; H] of B are one operand of depth 2K: HL + LH is a single GEMM.
+// The product is computed in blocks of rows, so the int32 partial products stay small.
 #include "dlu_matmul_cpu.h"
 
 #include <omp.h>
@@ -26,11 +29,17 @@ namespace {
 
 // Every pass below splits its outer loop statically over OpenMP threads; each thread fills
 // its own histogram (and sums), merged at the end, so results never depend on threading.
+//
+// Digit planes of an operand in GEMM layout (ld = row stride as stored):
+//   8-bit: hi = q.  16-bit: hi = h, lo = l, both = [h | l] for A, [l ; h] for B (depth 2K).
 struct Operand {
-  std::unique_ptr<int8_t[]> hi;  // 8-bit: the quantized values; 16-bit: h digits
-  std::unique_ptr<int8_t[]> lo;  // 16-bit only: l digits
-  std::vector<uint8_t> bad;      // per op-row of A / op-column of B: a non-finite input
-  std::vector<int64_t> sums;     // 16-bit only: per op-row/column sum of q - 128
+  std::unique_ptr<int8_t[]> data;
+  const int8_t* hi = nullptr;
+  const int8_t* lo = nullptr;
+  const int8_t* both = nullptr;
+  int64_t ld = 0;            // row stride of hi/lo/both as stored
+  std::vector<uint8_t> bad;  // per op-row of A / op-column of B: a non-finite input
+  std::vector<int64_t> sums; // 16-bit only: per op-row/column sum of q - 128
 };
 
 // Merges four interleaved 65-bin histograms (the last bin discards) into 64 counters.
@@ -40,20 +49,32 @@ void MergeHistograms(const int64_t (*local)[kHistogramBins + 1], int64_t* histog
 }
 
 // x is stored [rows, cols]; `by_row` says whether the op index (row of op(A) or column of
-// op(B)) is the stored row (else the stored column).
-void QuantizeOperand(const float* x, int64_t rows, int64_t cols, bool by_row, int exponent,
-                     int bits, bool stochastic, uint64_t seed, int threads, Operand* out,
-                     int64_t* histogram) {
+// op(B)) is the stored row. `is_a` picks the digit-plane layout (see Operand).
+void QuantizeOperand(const float* x, int64_t rows, int64_t cols, bool by_row, bool is_a,
+                     bool transposed, int64_t depth, int exponent, int bits, bool stochastic,
+                     uint64_t seed, int threads, Operand* out, int64_t* histogram) {
   const int64_t count = rows * cols;
   const int64_t op_size = by_row ? rows : cols;
-  out->hi.reset(new int8_t[std::max<int64_t>(count, 1)]);
+  out->data.reset(new int8_t[std::max<int64_t>(bits == 8 ? count : 2 * count, 1)]);
+  int8_t* base = out->data.get();
+  int8_t *hi = base, *lo = nullptr;
+  int64_t stride = cols;  // row stride of both planes in stored coordinates
   if (bits == 16) {
-    out->lo.reset(new int8_t[std::max<int64_t>(count, 1)]);
+    // A: [M, 2K] rows (h | l) or, transposed, [2K, M] (h rows then l rows).
+    // B: [2K, N] (l rows then h rows) or, transposed, [N, 2K] rows (l | h).
+    const bool side_by_side = is_a ? !transposed : transposed;
+    const bool h_first = is_a;
+    const int64_t second = side_by_side ? depth : count;  // offset of the second plane
+    stride = side_by_side ? 2 * cols : cols;
+    hi = h_first ? base : base + second;
+    lo = h_first ? base + second : base;
     out->sums.assign(op_size, 0);
+    out->lo = lo;
+    out->both = base;
   }
+  out->hi = hi;
+  out->ld = stride;
   out->bad.assign(op_size, 0);
-  int8_t* hi = out->hi.get();
-  int8_t* lo = out->lo.get();
   uint8_t* bad = out->bad.data();
   int64_t* sums = out->sums.data();
   std::memset(histogram, 0, sizeof(int64_t) * kHistogramBins);
@@ -76,13 +97,12 @@ void QuantizeOperand(const float* x, int64_t rows, int64_t cols, bool by_row, in
             if (!IsFiniteValue(xr[c])) col_bad[c] = 1;
         }
       }
-      int8_t* hr = hi + r * cols;
+      int8_t* hr = hi + r * stride;
       if (bits == 8) {
         for (int64_t c = 0; c < cols; ++c) hr[c] = static_cast<int8_t>(q[c]);
         continue;
       }
-      // q = 256 h + l + 128 with h = q >> 8 and l = (q & 255) - 128; sums of q - 128.
-      int8_t* lr = lo + r * cols;
+      int8_t* lr = lo + r * stride;
       for (int64_t c = 0; c < cols; ++c) {
         hr[c] = static_cast<int8_t>(q[c] >> 8);
         lr[c] = static_cast<int8_t>((q[c] & 0xff) - 128);
@@ -108,29 +128,29 @@ void QuantizeOperand(const float* x, int64_t rows, int64_t cols, bool by_row, in
   }
 }
 
-// product[i, j] = c[i, j] * 2**exponent as float, NaN where a row/column is bad; fills the
-// product histogram.
-template <typename Acc>
-void Finalize(int64_t m, int64_t n, int exponent, const Operand& a, const Operand& b,
-              const Acc* c, int threads, float* product, int64_t* histogram) {
+// Rows [i0, i1) of the product: row_value(i, int32_or_int64* row) gives the exact integers,
+// scaled by 2**exponent, NaN where a row/column is bad; adds to the product histogram.
+template <typename Acc, typename RowValue>
+void FinalizeRows(int64_t i0, int64_t i1, int64_t n, int exponent, const Operand& a,
+                  const std::vector<int64_t>& bad_cols, RowValue row_value, bool small,
+                  int threads, float* product, int64_t* histogram) {
   const float nan = std::numeric_limits<float>::quiet_NaN();
-  const bool float_exact = FloatScaleIsExact(exponent, 31);
-  std::vector<int64_t> bad_cols;
-  for (int64_t j = 0; j < n; ++j)
-    if (b.bad[j]) bad_cols.push_back(j);
-  std::memset(histogram, 0, sizeof(int64_t) * kHistogramBins);
+  // int32 values: a float scale is exact when no result leaves float's normal range;
+  // int64 values: `small` when the depth keeps every |value| below 2**51.
+  const bool float_exact = sizeof(Acc) == 4 ? FloatScaleIsExact(exponent, 31) : small;
 #pragma omp parallel num_threads(threads)
   {
     int64_t local[4][kHistogramBins + 1] = {};
     std::vector<int32_t> bins(n);
+    std::vector<Acc> values(n);
 #pragma omp for schedule(static)
-    for (int64_t i = 0; i < m; ++i) {
+    for (int64_t i = i0; i < i1; ++i) {
       float* row = product + i * n;
       if (a.bad[i]) {
         std::fill(row, row + n, nan);
         continue;  // NaNs fall in no bin
       }
-      ScaleRow(c + i * n, n, exponent, float_exact, row);
+      ScaleRow(row_value(i, values.data()), n, exponent, float_exact, row);
       for (const int64_t j : bad_cols) row[j] = nan;
       BinRow(row, n, bins.data(), local);
     }
@@ -143,80 +163,104 @@ void Finalize(int64_t m, int64_t n, int exponent, const Operand& a, const Operan
 
 void DluMatmulCpu(const DluMatmulArgs& args) {
   const int64_t m = args.m, n = args.n, k = args.k;
-  const int64_t a_rows = args.transpose_a ? k : m, a_cols = args.transpose_a ? m : k;
-  const int64_t b_rows = args.transpose_b ? n : k, b_cols = args.transpose_b ? k : n;
+  const bool ta = args.transpose_a, tb = args.transpose_b;
+  const int bits = args.bits;
   // Small products run on the calling thread: waking OpenMP workers (and oneDNN's, which
   // follow this thread's setting) costs more than they save there.
   static const int max_threads = omp_get_max_threads();
-  const int threads = m * n * std::max<int64_t>(k, 1) < (int64_t{1} << 23) ? 1 : max_threads;
+  const int threads = m * n * std::max<int64_t>(k, 1) < (int64_t{1} << 25) ? 1 : max_threads;
   omp_set_num_threads(threads);
   Operand qa, qb;
-  QuantizeOperand(args.a, a_rows, a_cols, !args.transpose_a, args.a_exponent, args.bits,
+  QuantizeOperand(args.a, ta ? k : m, ta ? m : k, !ta, true, ta, k, args.a_exponent, bits,
                   args.stochastic, args.seed_a, threads, &qa, args.stats);
-  QuantizeOperand(args.b, b_rows, b_cols, args.transpose_b, args.b_exponent, args.bits,
+  QuantizeOperand(args.b, tb ? n : k, tb ? k : n, tb, false, tb, k, args.b_exponent, bits,
                   args.stochastic, args.seed_b, threads, &qb, args.stats + kHistogramBins);
   const int exponent = args.a_exponent + args.b_exponent;
-  int64_t* product_histogram = args.stats + 2 * kHistogramBins;
-  const int64_t mn = m * n;
-  // Pointers to the [k0, k0 + kc) slice of op(A) and op(B) as stored.
-  auto a_at = [&](const int8_t* base, int64_t k0) {
-    return base + (args.transpose_a ? k0 * a_cols : k0);
+  int64_t* histogram = args.stats + 2 * kHistogramBins;
+  std::memset(histogram, 0, sizeof(int64_t) * kHistogramBins);
+  if (m == 0 || n == 0) return;
+  std::vector<int64_t> bad_cols;
+  for (int64_t j = 0; j < n; ++j)
+    if (qb.bad[j]) bad_cols.push_back(j);
+
+  // GEMM of rows [i0, i0 + rows) over depth [k0, k0 + kc) of the given planes.
+  auto gemm = [&](const int8_t* a, const int8_t* b, int64_t i0, int64_t rows, int64_t k0,
+                  int64_t kc, int32_t* c) {
+    const int8_t* a_at = a + (ta ? i0 + k0 * qa.ld : i0 * qa.ld + k0);
+    const int8_t* b_at = b + (tb ? k0 : k0 * qb.ld);
+    GemmS8S8S32(ta, tb, rows, n, kc, a_at, qa.ld, b_at, qb.ld, c);
   };
-  auto b_at = [&](const int8_t* base, int64_t k0) {
-    return base + (args.transpose_b ? k0 : k0 * b_cols);
-  };
-  auto gemm = [&](const int8_t* a, const int8_t* b, int64_t k0, int64_t kc, int32_t* c) {
-    GemmS8S8S32(args.transpose_a, args.transpose_b, m, n, kc, a_at(a, k0), a_cols,
-                b_at(b, k0), b_cols, c);
-  };
-  std::unique_ptr<int32_t[]> c32(new int32_t[std::max<int64_t>(mn, 1)]);
-  if (args.bits == 8 && k <= kMaxInt32Depth) {
-    gemm(qa.hi.get(), qb.hi.get(), 0, k, c32.get());
-    Finalize(m, n, exponent, qa, qb, c32.get(), threads, args.product, product_histogram);
-    return;
-  }
-  // Wide path: int64 accumulation over K chunks that cannot overflow int32.
-  std::unique_ptr<int64_t[]> c64(new int64_t[std::max<int64_t>(mn, 1)]);
-  std::fill(c64.get(), c64.get() + mn, int64_t{0});
-  constexpr int64_t kChunk = int64_t{1} << 16;
-  const int parts = args.bits == 8 ? 1 : 4;
+  const int64_t block = std::min<int64_t>(m, std::max<int64_t>(64, (int64_t{1} << 19) / n));
+  const bool one_pass = bits == 8 ? k <= kMaxInt32Depth : 2 * k <= kMaxInt32Depth;
+  const int parts = bits == 8 ? 1 : (one_pass ? 3 : 4);
   std::vector<std::unique_ptr<int32_t[]>> partial(parts);
-  partial[0] = std::move(c32);
-  for (int p = 1; p < parts; ++p) partial[p].reset(new int32_t[std::max<int64_t>(mn, 1)]);
-  for (int64_t k0 = 0; k0 < k; k0 += kChunk) {
-    const int64_t kc = std::min(kChunk, k - k0);
-    if (args.bits == 8) {
-      gemm(qa.hi.get(), qb.hi.get(), k0, kc, partial[0].get());
-    } else {
-      gemm(qa.hi.get(), qb.hi.get(), k0, kc, partial[0].get());
-      gemm(qa.hi.get(), qb.lo.get(), k0, kc, partial[1].get());
-      gemm(qa.lo.get(), qb.hi.get(), k0, kc, partial[2].get());
-      gemm(qa.lo.get(), qb.lo.get(), k0, kc, partial[3].get());
+  for (auto& p : partial) p.reset(new int32_t[block * n]);
+  std::unique_ptr<int64_t[]> wide(one_pass ? nullptr : new int64_t[block * n]);
+  const int64_t* ra = qa.sums.data();
+  const int64_t* cb = qb.sums.data();
+  const int64_t constant = 16384 * k;
+  // |sum| <= k * 2**30 (16-bit) or k * 2**14 (8-bit), plus the corrections' 2**24 k.
+  const bool small = k < (int64_t{1} << 19);
+  for (int64_t i0 = 0; i0 < m; i0 += block) {
+    const int64_t rows = std::min(block, m - i0);
+    int32_t* p0 = partial[0].get();
+    if (bits == 8 && one_pass) {
+      gemm(qa.hi, qb.hi, i0, rows, 0, k, p0);
+      FinalizeRows<int32_t>(i0, i0 + rows, n, exponent, qa, bad_cols,
+                            [&](int64_t i, int32_t*) { return p0 + (i - i0) * n; }, true,
+                            threads, args.product, histogram);
+      continue;
     }
-    int64_t* acc = c64.get();
-    const int32_t* p0 = partial[0].get();
-    const int32_t* p1 = parts > 1 ? partial[1].get() : nullptr;
-    const int32_t* p2 = parts > 1 ? partial[2].get() : nullptr;
-    const int32_t* p3 = parts > 1 ? partial[3].get() : nullptr;
-#pragma omp parallel for schedule(static)
-    for (int64_t idx = 0; idx < mn; ++idx) {
-      if (parts == 1) {
-        acc[idx] += p0[idx];
-      } else {
-        acc[idx] += 65536 * int64_t{p0[idx]} + 256 * (int64_t{p1[idx]} + p2[idx]) + p3[idx];
+    if (one_pass) {  // 16-bit: HH, HL + LH (depth 2K), LL
+      int32_t* p1 = partial[1].get();
+      int32_t* p2 = partial[2].get();
+      gemm(qa.hi, qb.hi, i0, rows, 0, k, p0);
+      gemm(qa.both, qb.both, i0, rows, 0, 2 * k, p1);
+      gemm(qa.lo, qb.lo, i0, rows, 0, k, p2);
+      FinalizeRows<int64_t>(
+          i0, i0 + rows, n, exponent, qa, bad_cols,
+          [&](int64_t i, int64_t* out) {
+            const int64_t at = (i - i0) * n, row_add = 128 * ra[i] + constant;
+            for (int64_t j = 0; j < n; ++j)
+              out[j] = 65536 * int64_t{p0[at + j]} + 256 * int64_t{p1[at + j]} + p2[at + j] +
+                       row_add + 128 * cb[j];
+            return static_cast<const int64_t*>(out);
+          },
+          small, threads, args.product, histogram);
+      continue;
+    }
+    // Deep K: int64 accumulation over chunks that cannot overflow int32.
+    int64_t* acc = wide.get();
+    std::fill(acc, acc + rows * n, int64_t{0});
+    constexpr int64_t kChunk = int64_t{1} << 16;
+    for (int64_t k0 = 0; k0 < k; k0 += kChunk) {
+      const int64_t kc = std::min(kChunk, k - k0);
+      gemm(qa.hi, qb.hi, i0, rows, k0, kc, p0);
+      if (bits == 16) {
+        gemm(qa.hi, qb.lo, i0, rows, k0, kc, partial[1].get());
+        gemm(qa.lo, qb.hi, i0, rows, k0, kc, partial[2].get());
+        gemm(qa.lo, qb.lo, i0, rows, k0, kc, partial[3].get());
       }
+      const int32_t* p1 = bits == 16 ? partial[1].get() : nullptr;
+      const int32_t* p2 = bits == 16 ? partial[2].get() : nullptr;
+      const int32_t* p3 = bits == 16 ? partial[3].get() : nullptr;
+#pragma omp parallel for schedule(static) num_threads(threads)
+      for (int64_t idx = 0; idx < rows * n; ++idx)
+        acc[idx] += bits == 8 ? int64_t{p0[idx]}
+                              : 65536 * int64_t{p0[idx]} +
+                                    256 * (int64_t{p1[idx]} + p2[idx]) + p3[idx];
     }
+    FinalizeRows<int64_t>(
+        i0, i0 + rows, n, exponent, qa, bad_cols,
+        [&](int64_t i, int64_t* out) {
+          const int64_t at = (i - i0) * n;
+          const int64_t row_add = bits == 16 ? 128 * ra[i] + constant : 0;
+          for (int64_t j = 0; j < n; ++j)
+            out[j] = acc[at + j] + row_add + (bits == 16 ? 128 * cb[j] : 0);
+          return static_cast<const int64_t*>(out);
+        },
+        small, threads, args.product, histogram);
   }
-  if (args.bits == 16) {
-    const int64_t* ra = qa.sums.data();
-    const int64_t* cb = qb.sums.data();
-    const int64_t constant = 16384 * k;
-    int64_t* acc = c64.get();
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < m; ++i)
-      for (int64_t j = 0; j < n; ++j) acc[i * n + j] += 128 * (ra[i] + cb[j]) + constant;
-  }
-  Finalize(m, n, exponent, qa, qb, c64.get(), threads, args.product, product_histogram);
 }
 
 template <typename T>

@@ -111,8 +111,25 @@ inline void ScaleRow(const int32_t* c, int64_t n, int exponent, bool float_exact
   }
 }
 
-inline void ScaleRow(const int64_t* c, int64_t n, int exponent, bool /*float_exact*/,
-                     float* out) {
+// out[j] = float(c[j] * 2**e), rounded once, flushed like RoundToFloatFlushed. When every
+// |c[j]| < 2**51 (`small`) the int64 -> double conversion uses the 2**52 + 2**51 bias trick
+// so that the loop vectorizes; it is exact in that range.
+inline void ScaleRow(const int64_t* c, int64_t n, int exponent, bool small, float* out) {
+  if (small && exponent >= -1000 && exponent <= 1000) {
+    const double scale = Pow2(exponent);
+    constexpr double kMagic = 6755399441055744.0;  // 2**52 + 2**51
+    constexpr int64_t kMagicBits = 0x4338000000000000LL;
+    constexpr double kMin = 1.1754943508222875e-38;
+    for (int64_t j = 0; j < n; ++j) {
+      const int64_t biased = c[j] + kMagicBits;
+      double v;
+      std::memcpy(&v, &biased, sizeof(v));
+      v = (v - kMagic) * scale;
+      const float f = static_cast<float>(v);
+      out[j] = (v < kMin && v > -kMin) ? (v < 0 ? -0.0f : 0.0f) : f;
+    }
+    return;
+  }
   const double scale = Pow2(exponent < -1000 ? -1000 : (exponent > 1000 ? 1000 : exponent));
   for (int64_t j = 0; j < n; ++j) out[j] = ScaleUpToFloat(c[j], exponent, scale);
 }
