@@ -55,9 +55,16 @@ def subspace_direction(gram, s_dot_p, y_dot_p, p_dot_p, stamps, curvature, floor
                         axis=1),
     ], axis=0)
     v_w = ops.concatenate([sigma * g_full[:, :m], g_full[:, m:2 * m]], axis=1)  # V'W
-    v_b_v = sigma * g_full - ops.matmul(v_w, ops.solve(middle, ops.transpose(v_w)))
-    # A singular middle matrix (e.g. repeated pairs) falls back to B = sigma * I.
-    v_b_v = ops.where(ops.all(ops.isfinite(v_b_v)), v_b_v, sigma * g_full)
+    # Pseudo-inverse of the (symmetric, indefinite) middle matrix by an eigen-solve: a
+    # singular one (repeated pairs) or a non-finite one never raises, unlike an LU solve.
+    middle_ok = ops.all(ops.isfinite(middle))
+    middle = ops.where(middle_ok, middle, ops.eye(2 * m, dtype=dtype))
+    nu, w = ops.eigh(0.5 * (middle + ops.transpose(middle)))
+    big = ops.greater(ops.abs(nu), 1e-12 * ops.maximum(ops.max(ops.abs(nu)), 1e-300))
+    inv_nu = ops.where(big, 1.0 / ops.where(big, nu, 1.0), 0.0)
+    middle_inv = ops.matmul(w * inv_nu[None, :], ops.transpose(w))
+    v_b_v = sigma * g_full - ops.matmul(v_w, ops.matmul(middle_inv, ops.transpose(v_w)))
+    v_b_v = ops.where(middle_ok, v_b_v, sigma * g_full)
 
     # Robustness: the eigen-solves only ever see finite, well-scaled matrices (Gram matrix
     # scaled to unit diagonal); anything non-finite falls back to the proximal-SGD step
