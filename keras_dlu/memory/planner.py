@@ -15,6 +15,7 @@ import dataclasses
 
 import numpy as np
 
+from keras_dlu.memory import inplace
 from keras_dlu.memory.train_step import layer_graph
 
 
@@ -211,8 +212,9 @@ def measure_update_factor(optimizer, elements=1 << 16):
 
     Measured with TensorFlow's allocator on a copy of the optimizer updating a probe
     float32 variable of ``elements`` values from a gradient that dies in the update (as
-    in the fused step, where TensorFlow may reuse the gradient's buffer): the peak above
-    the resident memory, less the gradient's own bytes.
+    in the fused step, where TensorFlow may reuse the gradient's buffer), with the update
+    the fused step applies (in place for plain SGD, ``keras_dlu.memory.inplace``): the
+    peak above the resident memory, less the gradient's own bytes.
     """
     import keras
     import tensorflow as tf
@@ -223,7 +225,11 @@ def measure_update_factor(optimizer, elements=1 << 16):
 
     @tf.function
     def step(value):
-        clone.apply([tf.fill([elements], value)], [variable])
+        grad = tf.fill([elements], value)
+        if inplace.supported(clone):  # the fused step's path for this optimizer
+            inplace.apply(clone, [grad], [variable])
+        else:
+            clone.apply([grad], [variable])
 
     step(tf.constant(1e-3))
     tf.config.experimental.reset_memory_stats("CPU:0")

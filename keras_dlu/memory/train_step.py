@@ -22,6 +22,8 @@ from keras.src.losses import loss as loss_module
 from keras.src.models import functional as functional_module
 from keras.src.trainers.data_adapters import data_adapter_utils
 
+from keras_dlu.memory import inplace
+
 
 def layer_graph(model):
     """The ``Functional`` whose nodes are walked: the model itself or a Sequential's."""
@@ -86,7 +88,10 @@ def _apply_without_increment(optimizer, grads, variables):
             scale = optimizer.loss_scale_factor
             if scale is not None:
                 grads = [g / scale for g in grads]
-            optimizer._backend_apply_gradients(grads, variables)
+            if inplace.supported(optimizer):
+                inplace.apply(optimizer, grads, variables)
+            else:
+                optimizer._backend_apply_gradients(grads, variables)
             for variable in variables:
                 if variable.constraint is not None:
                     variable.assign(variable.constraint(variable))
