@@ -4,7 +4,7 @@ import keras
 import pytest
 
 from keras_dlu.callbacks import MemoryOptimizer
-from keras_dlu.memory import models
+from keras_dlu.memory import inplace, models
 from keras_dlu.memory.probe import isolated_peaks
 from tests.support.memory import batch_data, max_weight_difference, train
 
@@ -50,6 +50,23 @@ def test_chain_model_is_bit_for_bit():
     tuned, _, _ = train(small_mlp, lambda: keras.optimizers.Adam(1e-2), epochs=1,
                         callbacks=[MemoryOptimizer(verbose=0)])
     assert max_weight_difference(stock, tuned) == 0.0
+
+
+@pytest.mark.parametrize("optimizer", [
+    lambda: keras.optimizers.SGD(0.05),
+    lambda: keras.optimizers.SGD(0.05, momentum=0.5, clipvalue=0.1, weight_decay=0.01),
+])
+def test_in_place_sgd_updates_are_bit_for_bit(optimizer):
+    assert inplace.supported(optimizer())
+    stock, _, _ = train(small_mlp, optimizer, epochs=1)
+    tuned, _, _ = train(small_mlp, optimizer, epochs=1, callbacks=[MemoryOptimizer(verbose=0)])
+    assert max_weight_difference(stock, tuned) == 0.0
+
+
+def test_in_place_path_only_for_plain_sgd():
+    assert not inplace.supported(keras.optimizers.SGD(0.1, momentum=0.9, nesterov=True))
+    assert not inplace.supported(keras.optimizers.SGD(0.1, use_ema=True))
+    assert not inplace.supported(keras.optimizers.Adam())
 
 
 def test_stock_train_function_is_restored_after_fit():
