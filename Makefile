@@ -30,8 +30,9 @@ test: setup
 demo: setup
 	$(PY) tutorials/quickstart.py
 
+# Every benchmark, with progress, into reports/benchmarks.md (BENCH_ARGS=--quick for minutes).
 bench: setup
-	@for script in benchmarks/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
+	$(VENV)/bin/keras-dlu bench $(BENCH_ARGS)
 
 # Builds and runs the plain-CUDA test drivers (needs nvcc and a GPU).
 cuda-test:

@@ -55,7 +55,8 @@ def benchmark_scripts(only=None):
         raise FileNotFoundError(
             f"no benchmarks/ folder next to the keras_dlu package ({BENCHMARKS_DIR}); "
             "`keras-dlu bench` runs from a source checkout (pip install -e .).")
-    scripts = sorted(glob.glob(os.path.join(BENCHMARKS_DIR, "*.py")))
+    scripts = sorted(path for path in glob.glob(os.path.join(BENCHMARKS_DIR, "*.py"))
+                     if not os.path.basename(path).startswith("_"))  # _*.py: shared helpers
     names = {os.path.splitext(os.path.basename(s))[0]: s for s in scripts}
     if only:
         unknown = sorted(set(only) - set(names))

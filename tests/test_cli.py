@@ -32,6 +32,7 @@ def _fake_benchmarks(tmp_path, monkeypatch):
         print(json.dumps({"speedup": 2.5 if quick else 3.0, "model": {"peak_ratio": 0.5}}))
     """))
     (bench_dir / "bad.py").write_text("raise SystemExit(3)\n")
+    (bench_dir / "_shared.py").write_text("raise SystemExit('a helper, never run')\n")
     monkeypatch.setattr(report, "BENCHMARKS_DIR", str(bench_dir))
     return bench_dir
 
@@ -52,6 +53,12 @@ def test_bench_exit_code_reflects_a_failing_benchmark(tmp_path, monkeypatch, tmp
     _fake_benchmarks(tmp_path, monkeypatch)
     assert cli.main(["bench", "--only", "bad"]) == 1
     assert "No JSON result line" in (tmp_reports / "benchmarks.md").read_text()
+
+
+def test_bench_lists_scripts_but_not_helpers(tmp_path, monkeypatch):
+    _fake_benchmarks(tmp_path, monkeypatch)
+    names = [p.rsplit("/", 1)[1] for p in report.benchmark_scripts()]
+    assert names == ["bad.py", "good.py"]
 
 
 def test_bench_rejects_unknown_names(tmp_path, monkeypatch):
