@@ -2,14 +2,16 @@
 
 --part throughput: ``keras_dlu.ops.dlu_matmul`` (int8 and int16; quantization of both
   operands and the three fused histograms included) as a speed ratio to ``tf.matmul``
-  float32 on the same square matrices, measured side by side (round robin, warm-up,
-  median of repeats) at 256, 1024 and 2048. Targets: int8 >= 3x at 1024 and 2048,
+  float32 on the same square matrices, measured side by side (round robin in rotating
+  order, warm-up, median of repeats; small sizes timed in batches of calls) at 256, 1024
+  and 2048. Targets: int8 >= 3x at 1024 and 2048,
   int16 >= 1x.
 --part accuracy: float32 vs 16-bit vs 8-bit training on MNIST and tfmot QAT as a peer
   (benchmarks/fixed_point_accuracy.py).
 
     python benchmarks/fixed_point.py                     # all parts
     python benchmarks/fixed_point.py --part throughput   # seconds
+    python benchmarks/fixed_point.py --quick             # to check the script
 """
 
 import argparse
@@ -30,10 +32,11 @@ TARGETS = {"int8": 3.0, "int16": 1.0}
 TARGET_SIZES = (1024, 2048)
 
 
-def _timed(fn):
+def _timed(fn, calls):
     start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
+    for _ in range(calls):
+        fn()
+    return (time.perf_counter() - start) / calls
 
 
 def throughput(sizes=SIZES, repeats=7):
@@ -52,9 +55,12 @@ def throughput(sizes=SIZES, repeats=7):
         for fn in runs.values():  # warm-up (JIT kernels, allocator)
             fn()
         times = {key: [] for key in runs}
-        for _ in range(repeats if n < 2048 else max(3, repeats // 2)):
-            for key, fn in runs.items():
-                times[key].append(_timed(fn))
+        calls = max(1, (1 << 30) // n**3)  # batches of ~1 GMAC so small sizes time well
+        keys = list(runs)
+        for repeat in range(repeats if n < 2048 else max(3, repeats // 2)):
+            # rotate the order: no variant always runs right after another's thread pool
+            for key in keys[repeat % 3:] + keys[:repeat % 3]:
+                times[key].append(_timed(runs[key], calls))
         median = {key: statistics.median(t) for key, t in times.items()}
         for key in runs:
             millis[key][str(n)] = round(median[key] * 1e3, 3)
@@ -68,27 +74,27 @@ def throughput(sizes=SIZES, repeats=7):
             "targets_met": met}
 
 
-def accuracy():
-    """float32 vs DLU 16/8-bit vs tfmot QAT on MNIST (benchmarks/fixed_point_accuracy.py)."""
-    import os
-    import sys
-
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from fixed_point_accuracy import accuracy as run_accuracy
-
-    return run_accuracy()
+def accuracy(quick=False):
+    """Float32 vs 16/8-bit training on MNIST (benchmarks/[_]fixed_point_accuracy.py)."""
+    try:  # this script's folder is on sys.path
+        from _fixed_point_accuracy import accuracy as run
+    except ImportError:
+        from fixed_point_accuracy import accuracy as run
+    return run(seeds=(0,), epochs=1) if quick else run()
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--part", choices=("throughput", "accuracy", "all"), default="all")
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--quick", action="store_true",
+                        help="fewer repeats and one accuracy seed/epoch, to check the script")
     args = parser.parse_args()
-    result = {"benchmark": "fixed_point"}
+    result = {"benchmark": "fixed_point", "quick": args.quick}
     if args.part in ("throughput", "all"):
-        result["throughput"] = throughput(repeats=args.repeats)
+        result["throughput"] = throughput(repeats=3 if args.quick else args.repeats)
     if args.part in ("accuracy", "all"):
-        result["accuracy"] = accuracy()
+        result["accuracy"] = accuracy(quick=args.quick)
     print(json.dumps(result))
 
 

@@ -33,6 +33,7 @@ once), straight-through with respect to the quantization of ``a`` and ``b``.
 
 import os
 
+import numpy as np
 import tensorflow as tf
 
 from keras_dlu.ops.loader import load_library
@@ -108,17 +109,30 @@ def dlu_matmul(a, b, a_exponent, b_exponent, bits=8, rounding="nearest", seed=No
     else:
         grad_exponent = exponent_tensor(grad_exponent, "grad_exponent")
     if grad_stats_sink is None:
-        grad_stats_sink = tf.zeros([3, 64], tf.float32)
+        grad_stats_sink = _ZERO_SINK
     else:
         grad_stats_sink = tf.convert_to_tensor(grad_stats_sink)
         if grad_stats_sink.dtype not in (tf.float32, tf.float64) or \
                 not grad_stats_sink.shape.is_compatible_with([3, 64]):
             raise ValueError("`grad_stats_sink` must be a float32 or float64 tensor of shape "
                              f"[3, 64]; got {grad_stats_sink.dtype.name} {grad_stats_sink.shape}.")
-    seed = seed_tensor(seed, rounding)
-    seeds = tf.stack([seed * 2, seed * 2 + 1])
+    if isinstance(seed, int) and not isinstance(seed, bool) or \
+            (seed is None and rounding == "nearest"):
+        seed = _wrap_int64(2 * (seed or 0))
+        seeds = np.array([seed, _wrap_int64(seed + 1)], np.int64)  # no extra eager ops
+    else:
+        seed = seed_tensor(seed, rounding)
+        seeds = tf.stack([seed * 2, seed * 2 + 1])
     return _op(a, b, a_exponent, b_exponent, seeds, grad_exponent, grad_stats_sink, bits,
                rounding, transpose_a, transpose_b, name)
+
+
+_ZERO_SINK = np.zeros([3, 64], np.float32)
+
+
+def _wrap_int64(value):
+    value &= (1 << 64) - 1
+    return value - (1 << 64) if value >= 1 << 63 else value
 
 
 def _matrix(x, name):
