@@ -236,3 +236,22 @@ def test_kernel_rejects_out_of_range_tensor_exponent_and_graph_shape_mismatch():
                      input_signature=[tf.TensorSpec([None, None], tf.float32)] * 2)
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"inner dimensions"):
         fn(np.ones((2, 3), np.float32), np.ones((4, 2), np.float32))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("bits,rounding", [(8, "nearest"), (16, "stochastic")])
+def test_gpu_kernel_matches_cpu_bit_for_bit(bits, rounding):
+    from keras_dlu.ops import built_with_cuda
+
+    if not built_with_cuda():
+        pytest.skip("the native library was built without CUDA")
+    a, b = _operands(70, 300, 45, np.random.default_rng(12), scale=8.0)
+    a[3, 5] = np.nan
+    results = []
+    for device in ("/GPU:0", "/CPU:0"):
+        with tf.device(device):
+            product, stats = dlu_matmul(tf.constant(a), tf.constant(b), -3, -4, bits=bits,
+                                        rounding=rounding, seed=5, transpose_b=False)
+        results.append((product.numpy(), stats.numpy()))
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+    np.testing.assert_array_equal(results[0][1], results[1][1])

@@ -80,3 +80,18 @@ def test_tensor_exponent_inside_tf_function():
 def test_bad_input_names_the_argument(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+@pytest.mark.gpu
+def test_gpu_kernel_matches_cpu_bit_for_bit():
+    from keras_dlu.ops import built_with_cuda
+
+    if not built_with_cuda():
+        pytest.skip("the native library was built without CUDA")
+    x = np.random.default_rng(2).standard_normal(100_000).astype(np.float32)
+    x[::97] = np.nan
+    outs = []
+    for device in ("/GPU:0", "/CPU:0"):
+        with tf.device(device):
+            outs.append(quantize(tf.constant(x), -5, 8, rounding="stochastic", seed=3).numpy())
+    np.testing.assert_array_equal(outs[0], outs[1])
