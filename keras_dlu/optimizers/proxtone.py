@@ -158,6 +158,8 @@ class Proxtone(keras.optimizers.Optimizer):
         self._has_previous = self.add_variable((), "zeros", dtype="float32", name="has_previous")
         self._curvature = self.add_variable((), keras.initializers.Constant(
             self.initial_curvature), dtype="float32", name="curvature")
+        self._step_scale = self.add_variable((), keras.initializers.Constant(1.0),
+                                             dtype="float32", name="step_scale")
 
     def update_step(self, gradient, variable, learning_rate):
         raise NotImplementedError("Proxtone updates all variables together "
@@ -271,6 +273,21 @@ class Proxtone(keras.optimizers.Optimizer):
         a_new_s = ops.sum(ops.where(chosen, a[:m], 0.0))
         a_new_y = ops.sum(ops.where(chosen, a[m:2 * m], 0.0))
         a_p = a[2 * m]
+        # Step control from the last step's outcome (no loss evaluations needed): along the
+        # last step s the slope of the objective went from s'p_prev (= s'p - s'y) to s'p.
+        # A step that was not downhill, or that overshot the 1-d minimum along s by more
+        # than half (s'p > -s'p_prev / 2), halves the step scale; otherwise it grows back
+        # towards 1 by 20%. Noisy mini-batch pairs make sigma too small on deep networks;
+        # this keeps the step inside the region where the model is right.
+        prev_slope = sp - sy
+        bad = ops.logical_or(ops.greater_equal(prev_slope, 0.0),
+                             ops.greater(sp, -0.5 * prev_slope))
+        bad = ops.logical_and(bad, ops.greater(self._has_previous, 0.0))
+        bad = ops.logical_and(bad, ops.greater(ss, 0.0))
+        scale = ops.where(bad, 0.5 * self._step_scale,
+                          ops.minimum(1.0, 1.2 * self._step_scale))
+        scale = ops.where(ops.isfinite(scale), ops.maximum(scale, 1e-6), self._step_scale)
+        lr = lr * scale
         t = lr / curvature
         new_values = []
         for x, g, p, ds, dy, memory_var in zip(values, gradients, pseudo, s, y, self._memory):
@@ -292,6 +309,7 @@ class Proxtone(keras.optimizers.Optimizer):
         self.assign(self._stamps, stamps)
         self.assign(self._pairs_seen, self._pairs_seen + ops.cast(accept, "float32"))
         self.assign(self._curvature, curvature)
+        self.assign(self._step_scale, scale)
         for store, new in ((self._previous_values, values),
                            (self._previous_gradients, gradients)):
             for memory_var, vector in zip(store, new):
