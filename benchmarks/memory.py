@@ -1,11 +1,15 @@
 """MemoryOptimizer benchmark: peak memory and step time, stock vs optimized, side by side.
 
-For VGG-style, AlexNet-style, ResNet-style CNNs and a wide MLP at batch 8, 32 and 128,
-the peak bytes of one training step above resident (TensorFlow's allocator) and the step
-time of stock ``fit``'s train function and of the restructured one (medians of repeats,
-after a warm-up), and the largest batch (from a doubling ladder) whose stock/optimized
-peak fits a budget equal to the stock peak at batch 32. Prints ONE JSON line of ratios;
-writes a bar chart of peak memory per model to ``reports/memory_peak.png``.
+For VGG-style, AlexNet-style, ResNet-style CNNs and a wide MLP (SGD with momentum 0.9) at
+batch 8, 32 and 128: the peak bytes of one training step above resident (TensorFlow's
+allocator) of stock ``fit``'s train function and of the restructured one, and their step
+times. Each (model, batch) is measured in a fresh process with one inter-op thread
+(``keras_dlu.memory.probe``: a fixed executor schedule, so the peak is the same step after
+step), stock and optimized steps interleaved on the same model and batch; ratios are of
+the medians. The budget is stock's peak at batch 32; for stock and optimized alike the
+largest batch of the ladder 8, 16, ..., 512 whose median peak fits it is found by the same
+procedure, and the ratio of the two is reported. Prints ONE JSON line of ratios; writes a
+bar chart of peak memory per model to ``reports/memory_peak.png``.
 Run: ``python benchmarks/memory.py [--quick]``. Reference: Shirahata et al., MLSP 2016.
 """
 
@@ -17,12 +21,10 @@ from keras_dlu.utils import quiet_tensorflow, save_figure
 
 tf = quiet_tensorflow()
 
-import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from keras_dlu.memory import models  # noqa: E402
-from keras_dlu.memory.measure import (optimized_train_function, step_peak_bytes,  # noqa: E402
-                                      stock_train_function)
+from keras_dlu.memory.probe import isolated_peaks  # noqa: E402
 
 SHAPES = {
     "vgg_style": dict(image_size=32),
@@ -30,29 +32,30 @@ SHAPES = {
     "resnet_style": dict(image_size=32),
     "wide_mlp": dict(),
 }
-
-
-def build(name):
-    keras.utils.set_random_seed(0)
-    model = models.BUILDERS[name](**SHAPES[name])
-    model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    model.optimizer.build(model.trainable_variables)
-    return model
-
-
-def batch(model, size):
-    rng = np.random.default_rng(0)
-    shape = (size,) + tuple(model.inputs[0].shape[1:])
-    return rng.normal(size=shape).astype("float32"), rng.integers(0, 10, size=(size,))
+OPTIMIZER = {"class_name": "SGD", "config": {"learning_rate": 0.01, "momentum": 0.9}}
+LADDER = [8, 16, 32, 64, 128, 256, 512]
 
 
 def measure(name, size, repeats):
-    model = build(name)
-    x, y = batch(model, size)
-    stock = step_peak_bytes(stock_train_function(model), x, y, repeats)
-    optimized = step_peak_bytes(optimized_train_function(model, size), x, y, repeats)
-    return stock, optimized
+    """Median stock and optimized peaks (bytes) and the median step-time ratio."""
+    r = isolated_peaks(name, size, SHAPES[name], OPTIMIZER, repeats)
+    med = statistics.median
+    return (med(r["stock_peaks"]), med(r["optimized_peaks"]),
+            med(r["optimized_seconds"]) / med(r["stock_seconds"]))
+
+
+def largest_under(name, budget, peaks, limit):
+    """Largest ladder batch whose peak fits ``budget``, for stock and optimized alike."""
+    fits = {"stock": 0, "optimized": 0}
+    for size in [s for s in LADDER if s <= limit]:
+        if (name, size) not in peaks:
+            peaks[(name, size)] = measure(name, size, 1)[:2]
+        for kind, peak in zip(("stock", "optimized"), peaks[(name, size)]):
+            if peak <= budget:
+                fits[kind] = size
+        if min(peaks[(name, size)]) > budget:
+            break
+    return fits
 
 
 def main():
@@ -64,19 +67,14 @@ def main():
     result, peaks = {}, {}
     for name in models.BUILDERS:
         for size in sizes:
-            (sp, st), (op, ot) = measure(name, size, repeats)
+            sp, op, time_ratio = measure(name, size, repeats)
             peaks[(name, size)] = (sp, op)
             result[f"{name}_b{size}_peak_ratio"] = round(op / sp, 3)
-            result[f"{name}_b{size}_time_ratio"] = round(ot / st, 3)
-        budget = peaks[(name, 32)][0]
-        fits = {"stock": 0, "optimized": 0}
-        for size in [32, 64, 128, 256]:
-            sp, op = peaks.get((name, size)) or [m[0] for m in measure(name, size, 1)]
-            fits["stock"] = size if sp <= budget else fits["stock"]
-            fits["optimized"] = size if op <= budget else fits["optimized"]
-            if op > budget:
-                break
-        result[f"{name}_batch_ratio_at_budget"] = round(fits["optimized"] / max(fits["stock"], 1), 2)
+            result[f"{name}_b{size}_time_ratio"] = round(time_ratio, 3)
+        fits = largest_under(name, peaks[(name, 32)][0], peaks, 128 if args.quick else 512)
+        result[f"{name}_largest_batch_stock_optimized"] = [fits["stock"], fits["optimized"]]
+        result[f"{name}_batch_ratio_at_budget"] = round(
+            fits["optimized"] / max(fits["stock"], 1), 2)
     reductions = {n: 1 - result[f"{n}_b8_peak_ratio"] for n in ("vgg_style", "alexnet_style")}
     result["targets"] = {
         "peak_reduction_ge_40pct_vgg_alexnet_b8": all(r >= 0.4 for r in reductions.values()),
