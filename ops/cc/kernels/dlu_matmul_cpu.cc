@@ -27,13 +27,44 @@
 namespace keras_dlu {
 namespace {
 
+// Per-thread reusable buffers (grow-only, each up to kMaxCachedBytes): repeated products
+// of the same size do not pay the page faults of fresh allocations. A slot's memory stays
+// valid until the next request of that slot on the same thread; larger requests are owned
+// by the caller's Buffer and freed with it.
+constexpr size_t kMaxCachedBytes = size_t{1} << 27;
+
+struct Buffer {
+  std::unique_ptr<int8_t[]> owned;
+  int8_t* ptr = nullptr;
+  template <typename T>
+  T* as() const { return reinterpret_cast<T*>(ptr); }
+};
+
+Buffer ScratchBuffer(int slot, size_t bytes) {
+  thread_local std::unique_ptr<int8_t[]> cache[8];
+  thread_local size_t capacity[8] = {};
+  Buffer buffer;
+  bytes = std::max<size_t>(bytes, 64);
+  if (bytes > kMaxCachedBytes) {
+    buffer.owned.reset(new int8_t[bytes]);
+    buffer.ptr = buffer.owned.get();
+    return buffer;
+  }
+  if (capacity[slot] < bytes) {
+    cache[slot].reset(new int8_t[bytes]);
+    capacity[slot] = bytes;
+  }
+  buffer.ptr = cache[slot].get();
+  return buffer;
+}
+
 // Every pass below splits its outer loop statically over OpenMP threads; each thread fills
 // its own histogram (and sums), merged at the end, so results never depend on threading.
 //
 // Digit planes of an operand in GEMM layout (ld = row stride as stored):
 //   8-bit: hi = q.  16-bit: hi = h, lo = l, both = [h | l] for A, [l ; h] for B (depth 2K).
 struct Operand {
-  std::unique_ptr<int8_t[]> data;
+  Buffer data;
   const int8_t* hi = nullptr;
   const int8_t* lo = nullptr;
   const int8_t* both = nullptr;
@@ -55,8 +86,8 @@ void QuantizeOperand(const float* x, int64_t rows, int64_t cols, bool by_row, bo
                      uint64_t seed, int threads, Operand* out, int64_t* histogram) {
   const int64_t count = rows * cols;
   const int64_t op_size = by_row ? rows : cols;
-  out->data.reset(new int8_t[std::max<int64_t>(bits == 8 ? count : 2 * count, 1)]);
-  int8_t* base = out->data.get();
+  out->data = ScratchBuffer(is_a ? 0 : 1, bits == 8 ? count : 2 * count);
+  int8_t* base = out->data.ptr;
   int8_t *hi = base, *lo = nullptr;
   int64_t stride = cols;  // row stride of both planes in stored coordinates
   if (bits == 16) {
@@ -193,9 +224,13 @@ void DluMatmulCpu(const DluMatmulArgs& args) {
   const int64_t block = std::min<int64_t>(m, std::max<int64_t>(64, (int64_t{1} << 19) / n));
   const bool one_pass = bits == 8 ? k <= kMaxInt32Depth : 2 * k <= kMaxInt32Depth;
   const int parts = bits == 8 ? 1 : (one_pass ? 3 : 4);
-  std::vector<std::unique_ptr<int32_t[]>> partial(parts);
-  for (auto& p : partial) p.reset(new int32_t[block * n]);
-  std::unique_ptr<int64_t[]> wide(one_pass ? nullptr : new int64_t[block * n]);
+  std::vector<Buffer> buffers(parts);
+  std::vector<int32_t*> partial(parts);
+  for (int p = 0; p < parts; ++p) {
+    buffers[p] = ScratchBuffer(2 + p, sizeof(int32_t) * block * n);
+    partial[p] = buffers[p].as<int32_t>();
+  }
+  Buffer wide = one_pass ? Buffer() : ScratchBuffer(6, sizeof(int64_t) * block * n);
   const int64_t* ra = qa.sums.data();
   const int64_t* cb = qb.sums.data();
   const int64_t constant = 16384 * k;
@@ -203,7 +238,7 @@ void DluMatmulCpu(const DluMatmulArgs& args) {
   const bool small = k < (int64_t{1} << 19);
   for (int64_t i0 = 0; i0 < m; i0 += block) {
     const int64_t rows = std::min(block, m - i0);
-    int32_t* p0 = partial[0].get();
+    int32_t* p0 = partial[0];
     if (bits == 8 && one_pass) {
       gemm(qa.hi, qb.hi, i0, rows, 0, k, p0);
       FinalizeRows<int32_t>(i0, i0 + rows, n, exponent, qa, bad_cols,
@@ -212,8 +247,8 @@ void DluMatmulCpu(const DluMatmulArgs& args) {
       continue;
     }
     if (one_pass) {  // 16-bit: HH, HL + LH (depth 2K), LL
-      int32_t* p1 = partial[1].get();
-      int32_t* p2 = partial[2].get();
+      int32_t* p1 = partial[1];
+      int32_t* p2 = partial[2];
       gemm(qa.hi, qb.hi, i0, rows, 0, k, p0);
       gemm(qa.both, qb.both, i0, rows, 0, 2 * k, p1);
       gemm(qa.lo, qb.lo, i0, rows, 0, k, p2);
@@ -230,20 +265,20 @@ void DluMatmulCpu(const DluMatmulArgs& args) {
       continue;
     }
     // Deep K: int64 accumulation over chunks that cannot overflow int32.
-    int64_t* acc = wide.get();
+    int64_t* acc = wide.as<int64_t>();
     std::fill(acc, acc + rows * n, int64_t{0});
     constexpr int64_t kChunk = int64_t{1} << 16;
     for (int64_t k0 = 0; k0 < k; k0 += kChunk) {
       const int64_t kc = std::min(kChunk, k - k0);
       gemm(qa.hi, qb.hi, i0, rows, k0, kc, p0);
       if (bits == 16) {
-        gemm(qa.hi, qb.lo, i0, rows, k0, kc, partial[1].get());
-        gemm(qa.lo, qb.hi, i0, rows, k0, kc, partial[2].get());
-        gemm(qa.lo, qb.lo, i0, rows, k0, kc, partial[3].get());
+        gemm(qa.hi, qb.lo, i0, rows, k0, kc, partial[1]);
+        gemm(qa.lo, qb.hi, i0, rows, k0, kc, partial[2]);
+        gemm(qa.lo, qb.lo, i0, rows, k0, kc, partial[3]);
       }
-      const int32_t* p1 = bits == 16 ? partial[1].get() : nullptr;
-      const int32_t* p2 = bits == 16 ? partial[2].get() : nullptr;
-      const int32_t* p3 = bits == 16 ? partial[3].get() : nullptr;
+      const int32_t* p1 = bits == 16 ? partial[1] : nullptr;
+      const int32_t* p2 = bits == 16 ? partial[2] : nullptr;
+      const int32_t* p3 = bits == 16 ? partial[3] : nullptr;
 #pragma omp parallel for schedule(static) num_threads(threads)
       for (int64_t idx = 0; idx < rows * n; ++idx)
         acc[idx] += bits == 8 ? int64_t{p0[idx]}
