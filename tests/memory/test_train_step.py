@@ -80,14 +80,14 @@ def test_stock_train_function_is_restored_after_fit():
 
 
 @pytest.mark.slow
-def test_peak_memory_reduced_on_vgg_style_model():
-    # Measured in a fresh process with one inter-op thread, so TensorFlow's schedule (and
-    # the allocator's peak) is the same every step: 8.0 MiB stock, 4.0 MiB optimized on
-    # every repeat of every run so far (stock in-process varied 6-12 MiB from step to step).
-    peaks = isolated_peaks("vgg_style", 8, dict(image_size=16, width=16, dense=1024),
-                           repeats=4)
+def test_peak_memory_reduced_on_alexnet_style_model():
+    # Measured in a fresh process with one inter-op thread (a fixed executor schedule):
+    # stock 8.38-8.69 MiB, optimized 4.38-4.69 MiB over 3 runs x 4 steps (worst 0.56x).
+    # A smaller VGG-style model (6 MiB of dense gradients) still varied 4-8 MiB between
+    # processes, too close to its saving to assert on.
+    peaks = isolated_peaks("alexnet_style", 8, dict(image_size=32, dense=1024), repeats=4)
     stock, optimized = peaks["stock_peaks"], peaks["optimized_peaks"]
     assert min(stock) > 0, stock
-    # Dense weight gradients (2 + 4 MiB) dominate at batch 8; fusing their updates keeps
-    # only one of them alive. The worst optimized step against the best stock step:
-    assert max(optimized) <= 0.65 * min(stock), (optimized, stock)
+    # The dense weight gradients (4 + 4 MiB) dominate at batch 8; fused in-place updates
+    # keep one alive at a time. The worst optimized step against the best stock step:
+    assert max(optimized) <= 0.7 * min(stock), (optimized, stock)
