@@ -221,7 +221,9 @@ void DluMatmulCpu(const DluMatmulArgs& args) {
     const int8_t* b_at = b + (tb ? k0 : k0 * qb.ld);
     GemmS8S8S32(ta, tb, rows, n, kc, a_at, qa.ld, b_at, qb.ld, c);
   };
-  const int64_t block = std::min<int64_t>(m, std::max<int64_t>(64, (int64_t{1} << 19) / n));
+  // Few large row blocks: every block costs OpenMP barriers, which are slow on busy cores.
+  const int64_t block_elements = bits == 8 ? int64_t{1} << 22 : int64_t{1} << 21;
+  const int64_t block = std::min<int64_t>(m, std::max<int64_t>(64, block_elements / n));
   const bool one_pass = bits == 8 ? k <= kMaxInt32Depth : 2 * k <= kMaxInt32Depth;
   const int parts = bits == 8 ? 1 : (one_pass ? 3 : 4);
   std::vector<Buffer> buffers(parts);
