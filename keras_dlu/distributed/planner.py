@@ -21,6 +21,13 @@ import dataclasses
 import math
 
 LARGE_TENSOR_STRATEGIES = ("reduce_scatter", "allreduce")
+AUTO = "auto"
+# At most this many ranks, "auto" sends large tensors by plain allreduce: a ring allreduce is
+# already reduce-scatter + all-gather inside gloo/NCCL, so the explicit pair only adds a
+# second collective, a negotiation and a pad per segment (measured at np=2 on this
+# project's machine: reduce-scatter + all-gather segments made the MLP step about 15-20%
+# slower than allreduce segments, benchmarks/distributed.py).
+AUTO_ALLREDUCE_MAX_RANKS = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,7 +45,8 @@ class Bucket:
 
     Attributes:
         number: position in launch order (0 is launched first).
-        kind: ``"fused"`` (several whole small tensors concatenated, one allreduce),
+        kind: ``"fused"`` (several whole small tensors, one grouped allreduce fused in
+            Horovod's buffer),
             ``"allreduce"`` or ``"reduce_scatter"`` (one segment of a large tensor).
         segments: the pieces of flattened gradients the bucket carries.
         nbytes: payload size in bytes.
@@ -70,27 +78,39 @@ def check_positive_bytes(name, value, allow_none=False):
     return int(value)
 
 
-def check_strategy(value):
-    if value not in LARGE_TENSOR_STRATEGIES:
-        raise ValueError(f"`large_tensor_strategy` must be one of {LARGE_TENSOR_STRATEGIES}, "
-                         f"got {value!r}.")
+def check_strategy(value, allow_auto=False):
+    allowed = LARGE_TENSOR_STRATEGIES + ((AUTO,) if allow_auto else ())
+    if value not in allowed:
+        raise ValueError(f"`large_tensor_strategy` must be one of {allowed}, got {value!r}.")
     return value
 
 
-def plan_buckets(tensor_sizes, itemsizes, fusion_threshold_bytes=64 * 2**20,
-                 first_bucket_bytes=2**20, large_tensor_bytes=8 * 2**20,
-                 segment_bytes=4 * 2**20, large_tensor_strategy="reduce_scatter"):
+def resolve_strategy(value, ranks):
+    """``"auto"`` -> ``"allreduce"`` at ``ranks <= AUTO_ALLREDUCE_MAX_RANKS``, else
+    ``"reduce_scatter"``; an explicit strategy is returned unchanged."""
+    check_strategy(value, allow_auto=True)
+    if isinstance(ranks, bool) or not isinstance(ranks, int) or ranks < 1:
+        raise ValueError(f"`ranks` must be a positive integer, got {ranks!r}.")
+    if value != AUTO:
+        return value
+    return "allreduce" if ranks <= AUTO_ALLREDUCE_MAX_RANKS else "reduce_scatter"
+
+
+def plan_buckets(tensor_sizes, itemsizes, fusion_threshold_bytes=128 * 2**20,
+                 first_bucket_bytes=2**20, large_tensor_bytes=64 * 2**20,
+                 segment_bytes=16 * 2**20, large_tensor_strategy="reduce_scatter"):
     """Plans the buckets of one step.
 
     Args:
         tensor_sizes: number of elements of each gradient, in ``trainable_variables``
             order (forward layer order).
         itemsizes: bytes per element of each gradient.
-        fusion_threshold_bytes: largest fused bucket (default 64 MiB, Horovod's default).
+        fusion_threshold_bytes: largest fused bucket (default 128 MiB, Horovod's fusion
+            buffer).
         first_bucket_bytes: largest first fused bucket (default 1 MiB).
         large_tensor_bytes: tensors at least this large are not fused but segmented
-            (default 8 MiB).
-        segment_bytes: segment size of large tensors (default 4 MiB).
+            (default 64 MiB).
+        segment_bytes: segment size of large tensors (default 16 MiB).
         large_tensor_strategy: ``"reduce_scatter"`` (default) or ``"allreduce"``.
 
     Returns:

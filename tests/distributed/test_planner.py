@@ -64,3 +64,29 @@ def test_planner_rejects_non_positive_sizes(argument):
         plan_buckets([4], [4], **{argument: 0})
     with pytest.raises(ValueError, match="large_tensor_strategy"):
         plan_buckets([4], [4], large_tensor_strategy="tree")
+
+
+def test_auto_strategy_is_allreduce_at_two_ranks_and_reduce_scatter_above():
+    from keras_dlu.distributed.planner import resolve_strategy
+
+    assert [resolve_strategy("auto", n) for n in (1, 2, 3, 64)] == [
+        "allreduce", "allreduce", "reduce_scatter", "reduce_scatter"]
+    assert resolve_strategy("reduce_scatter", 2) == "reduce_scatter"
+    assert resolve_strategy("allreduce", 64) == "allreduce"
+    with pytest.raises(ValueError, match="ranks"):
+        resolve_strategy("auto", 0)
+    with pytest.raises(ValueError, match="large_tensor_strategy"):
+        resolve_strategy("tree", 2)
+    with pytest.raises(ValueError, match="large_tensor_strategy"):
+        plan_buckets([4], [4], large_tensor_strategy="auto")  # resolved before planning
+
+
+def test_default_plan_of_the_benchmark_mlp_is_two_fused_collectives():
+    # MLP 784-1024-1024-10 (7.4 MB of float32 gradients): the capped first bucket, then one
+    # fused bucket; nothing is segmented at the defaults (large tensors start at 64 MiB).
+    sizes = [784 * 1024, 1024, 1024 * 1024, 1024, 1024 * 10, 10]
+    buckets = plan_buckets(sizes, [4] * 6)
+    assert [b.kind for b in buckets] == ["fused", "fused"]
+    assert [b.variable_indices for b in buckets] == [[3, 4, 5], [0, 1, 2]]
+    large = plan_buckets([40 * 2**20], [4])  # 160 MiB: 16 MiB segments
+    assert len(large) == 10 and all(b.nbytes == 16 * 2**20 for b in large)
