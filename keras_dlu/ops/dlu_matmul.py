@@ -17,7 +17,7 @@ i.e. both backward products in the same integer arithmetic (exact integer sums s
 once), straight-through with respect to the quantization of ``a`` and ``b``.
 
 * ``grad_exponent`` (``eg``): the exponent of ``G``, managed by the layer from the
-  histograms below. ``None`` (or :data:`AUTO_GRAD_EXPONENT`) picks it per step from
+  histograms below (a tensor value is clipped to [-512, 512]). ``None`` (or :data:`AUTO_GRAD_EXPONENT`) picks it per step from
   ``max|G|`` so that nothing saturates: ``eg = floor(log2 max|G|) - (bits - 2)``.
 * ``grad_stats_sink``: a float32/float64 tensor of shape ``[3, 64]`` that the forward
   pass ignores; its *gradient* is the backward statistics, as floats holding integer
@@ -37,8 +37,8 @@ import numpy as np
 import tensorflow as tf
 
 from keras_dlu.ops.loader import load_library
-from keras_dlu.ops.quantize import (check_bits, check_rounding, exponent_tensor,
-                                    float_tensor, seed_tensor)
+from keras_dlu.ops.quantize import (MAX_EXPONENT, check_bits, check_rounding,
+                                    exponent_tensor, float_tensor, seed_tensor)
 
 # The CPU kernel and oneDNN run on OpenMP. Its default busy-waiting threads steal the cores
 # from TensorFlow's own thread pool between ops (measured: 100x slower small products on 2
@@ -170,7 +170,7 @@ def _dlu_matmul_grad(op, grad, grad_stats):
     rounding = rounding.decode() if isinstance(rounding, bytes) else rounding
     ta, tb = op.get_attr("transpose_a"), op.get_attr("transpose_b")
     eg = tf.where(tf.equal(grad_exponent, AUTO_GRAD_EXPONENT), auto_exponent(grad, bits),
-                  grad_exponent)
+                  tf.clip_by_value(grad_exponent, -MAX_EXPONENT, MAX_EXPONENT))
     seed_a, seed_b = seeds[0], seeds[1]
     seed_g = tf.bitwise.bitwise_xor(seed_a, tf.constant(_GRAD_SEED_KEY, tf.int64))
     no_exp = tf.constant(AUTO_GRAD_EXPONENT, tf.int32)

@@ -1,5 +1,5 @@
-// Registration of KerasDluMatmul and KerasDluQuantize: the DLU's dynamic fixed-point
-// arithmetic (Fujitsu DLU; Courbariaux et al. 2014) as TensorFlow ops.
+// Registration of KerasDluMatmul: the DLU's dynamic fixed-point matrix product (Fujitsu
+// DLU; Courbariaux et al. 2014) as a TensorFlow op. KerasDluQuantize: dlu_quantize_ops.cc.
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/shape_inference.h"
 
@@ -75,24 +75,4 @@ integers and scaled by 2**(a_exponent + b_exponent) into float32. A product elem
 row of op(a) or column of op(b) holds a NaN or an infinity is NaN. stats [3, 64] holds the
 exponent histograms of a, b and the product. grad_exponent and grad_stats_sink are not read
 by the kernel: the registered gradient reads them (see keras_dlu/ops/dlu_matmul.py).
-)doc");
-
-REGISTER_OP("KerasDluQuantize")
-    .Input("x: T")
-    .Input("exponent: int32")
-    .Input("seed: int64")
-    .Output("y: T")
-    .Attr("bits: int >= 2")
-    .Attr("rounding: {'nearest', 'stochastic'} = 'nearest'")
-    .Attr("T: {float, double}")
-    .SetShapeFn([](InferenceContext* c) {
-      TF_RETURN_IF_ERROR(ScalarInput(c, 1, "exponent"));
-      TF_RETURN_IF_ERROR(ScalarInput(c, 2, "seed"));
-      c->set_output(0, c->input(0));
-      return absl::OkStatus();
-    })
-    .Doc(R"doc(
-Fake quantization: y = clip(round(x * 2**-exponent), -2**(bits-1), 2**(bits-1)-1) *
-2**exponent, rounding half to even or stochastically keyed by (seed, element index).
-NaN and infinities pass through unchanged.
 )doc");
