@@ -119,8 +119,14 @@ class _Backward:
     def run(self, tape, loss, y_pred, records):
         optimizer = self.model.optimizer
         grads = {}  # id(tensor) -> list of gradient contributions
+        # Keras' crossentropy losses read a softmax/sigmoid output's logits (the tensor's
+        # `_keras_logits`, made inside the last layer) instead of the output itself, so
+        # the loss gradient is seeded at both and the logits enter that layer's backward.
         y_flat = tree.flatten(y_pred)
-        for y, g in zip(y_flat, tape.gradient(loss, y_flat)):
+        logits = {id(y): y._keras_logits for y in y_flat
+                  if getattr(y, "_keras_logits", None) is not None}
+        sources = y_flat + list(logits.values())
+        for y, g in zip(sources, tape.gradient(loss, sources)):
             if g is not None:
                 grads.setdefault(id(y), []).append(g)
         # A layer whose variables several nodes use is applied after its last node.
@@ -133,7 +139,7 @@ class _Backward:
         needs_input_grad = self._inputs_needing_grad(records)
         for operation, inputs, outputs in reversed(records):
             targets, seeds = [], []
-            for out in outputs:
+            for out in outputs + [logits[id(o)] for o in outputs if id(o) in logits]:
                 contributions = grads.pop(id(out), None)
                 if contributions:
                     targets.append(out)

@@ -52,6 +52,25 @@ def test_chain_model_is_bit_for_bit():
     assert max_weight_difference(stock, tuned) == 0.0
 
 
+def softmax_mlp():
+    return keras.Sequential([keras.Input((32,)), keras.layers.Dense(64, activation="relu"),
+                             keras.layers.Dense(10, activation="softmax")])
+
+
+def test_probability_outputs_train_like_stock():
+    # Keras' crossentropy reads a softmax output's logits rather than the output itself,
+    # so the backward pass must start from them; otherwise no gradient reaches any layer.
+    args = dict(optimizer=lambda: keras.optimizers.Adam(1e-2), epochs=1,
+                loss="sparse_categorical_crossentropy")
+    stock, stock_history, _ = train(softmax_mlp, **args)
+    tuned, tuned_history, _ = train(softmax_mlp, callbacks=[MemoryOptimizer(verbose=0)], **args)
+    keras.utils.set_random_seed(0)  # the initial weights train() starts from
+    initial = softmax_mlp()
+    assert max_weight_difference(stock, initial) > 1e-3  # the comparison can fail
+    assert max_weight_difference(stock, tuned) <= 1e-6
+    assert tuned_history["loss"] == pytest.approx(stock_history["loss"], abs=1e-6)
+
+
 @pytest.mark.parametrize("optimizer", [
     lambda: keras.optimizers.SGD(0.05),
     lambda: keras.optimizers.SGD(0.05, momentum=0.5, clipvalue=0.1, weight_decay=0.01),

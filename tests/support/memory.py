@@ -15,13 +15,16 @@ def batch_data(model, n=64, classes=10, seed=0):
 
 
 def train(build, optimizer, callbacks=(), epochs=2, batch_size=16, steps_per_execution=1,
-          metrics=("accuracy",), n=64):
-    """Builds ``build()`` with seed 0, fits it and returns (model, history, stdout)."""
+          metrics=("accuracy",), n=64, loss=None):
+    """Builds ``build()`` with seed 0, fits it and returns (model, history, stdout).
+
+    ``loss`` defaults to sparse categorical crossentropy from logits.
+    """
     keras.utils.set_random_seed(0)
     model = build()
     model.compile(
         optimizer=optimizer() if callable(optimizer) else optimizer,
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        loss=loss or keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=list(metrics),
         steps_per_execution=steps_per_execution,
     )
