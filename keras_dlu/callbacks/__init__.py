@@ -1,11 +1,19 @@
-"""keras_dlu.callbacks (filled by its capability issue)."""
+"""Keras callbacks of keras-dlu.
 
-from keras_dlu.callbacks.distributed import (  # noqa: E402  (issue 6)
-    BroadcastGlobalVariables, LearningRateWarmup, MetricAverage)
+``MemoryOptimizer`` (memory-reordering train step, Shirahata et al. MLSP 2016),
+``FixedPointMonitor`` (DLU statistics to TensorBoard), and the distributed-training
+callbacks ``BroadcastGlobalVariables``, ``MetricAverage`` and ``LearningRateWarmup``.
+"""
 
-__all__ = []
-__all__ += ["BroadcastGlobalVariables", "MetricAverage", "LearningRateWarmup"]  # issue 6
-from keras_dlu.callbacks.memory_optimizer import MemoryOptimizer  # noqa: E402  (issue 7)
-__all__ += ["MemoryOptimizer"]  # issue 7
-from keras_dlu.callbacks.fixed_point_monitor import FixedPointMonitor  # noqa: E402  (issue 5)
-__all__ += ["FixedPointMonitor"]  # issue 5
+from keras_dlu.callbacks.distributed import (BroadcastGlobalVariables, LearningRateWarmup,
+                                             MetricAverage)
+from keras_dlu.callbacks.fixed_point_monitor import FixedPointMonitor
+from keras_dlu.callbacks.memory_optimizer import MemoryOptimizer
+
+__all__ = [
+    "BroadcastGlobalVariables",
+    "FixedPointMonitor",
+    "LearningRateWarmup",
+    "MemoryOptimizer",
+    "MetricAverage",
+]
