@@ -90,6 +90,7 @@ class Proxtone(keras.optimizers.Optimizer):
         min_pair_cosine=0.1,
         initial_curvature=10.0,
         first_order_after=None,
+        radius_growth=2.0,
         weight_decay=None,
         clipnorm=None,
         clipvalue=None,
@@ -111,6 +112,7 @@ class Proxtone(keras.optimizers.Optimizer):
                     low_open=True)
         check_int("first_order_after", first_order_after, 0, "None or an integer >= 0",
                   allow_none=True)
+        check_range("radius_growth", radius_growth, 1.0, None, "a float >= 1")
         super().__init__(
             learning_rate=learning_rate,
             name=name,
@@ -131,6 +133,7 @@ class Proxtone(keras.optimizers.Optimizer):
         self.min_pair_cosine = float(min_pair_cosine)
         self.initial_curvature = float(initial_curvature)
         self.first_order_after = first_order_after
+        self.radius_growth = float(radius_growth)
 
     def build(self, var_list):
         """Creates the pair memories, previous point/gradient and the small state."""
@@ -158,8 +161,7 @@ class Proxtone(keras.optimizers.Optimizer):
         self._has_previous = self.add_variable((), "zeros", dtype="float32", name="has_previous")
         self._curvature = self.add_variable((), keras.initializers.Constant(
             self.initial_curvature), dtype="float32", name="curvature")
-        self._step_scale = self.add_variable((), keras.initializers.Constant(1.0),
-                                             dtype="float32", name="step_scale")
+        self._radius = self.add_variable((), "zeros", dtype="float32", name="trust_radius")
 
     def update_step(self, gradient, variable, learning_rate):
         raise NotImplementedError("Proxtone updates all variables together "
@@ -273,28 +275,34 @@ class Proxtone(keras.optimizers.Optimizer):
         a_new_s = ops.sum(ops.where(chosen, a[:m], 0.0))
         a_new_y = ops.sum(ops.where(chosen, a[m:2 * m], 0.0))
         a_p = a[2 * m]
-        # Step control from the last step's outcome (no loss evaluations needed): along the
-        # last step s the slope of the objective went from s'p_prev (= s'p - s'y) to s'p.
-        # A step that was not downhill, or that overshot the 1-d minimum along s by more
-        # than half (s'p > -s'p_prev / 2), halves the step scale; otherwise it grows back
-        # towards 1 by 20%. Noisy mini-batch pairs make sigma too small on deep networks;
-        # this keeps the step inside the region where the model is right.
+        # Trust region on the whole step (no loss evaluations needed): along the last step
+        # s the slope of the objective went from s'p_prev (= s'p - s'y) to s'p. A step that
+        # was not downhill, or that overshot the 1-d minimum along s by more than half
+        # (s'p > -s'p_prev / 2), sets the radius to half its length; a good step lets the
+        # radius grow to `radius_growth` times its length. The first step (proximal SGD with
+        # `initial_curvature`) sets the initial radius to its own length.
         prev_slope = sp - sy
+        judged = ops.logical_and(ops.greater(self._has_previous, 0.0), ops.greater(ss, 0.0))
         bad = ops.logical_or(ops.greater_equal(prev_slope, 0.0),
                              ops.greater(sp, -0.5 * prev_slope))
-        bad = ops.logical_and(bad, ops.greater(self._has_previous, 0.0))
-        bad = ops.logical_and(bad, ops.greater(ss, 0.0))
-        scale = ops.where(bad, 0.5 * self._step_scale,
-                          ops.minimum(1.0, 1.2 * self._step_scale))
-        scale = ops.where(ops.isfinite(scale), ops.maximum(scale, 1e-6), self._step_scale)
-        lr = lr * scale
+        last = ops.sqrt(ss)
+        radius = ops.where(bad, 0.5 * last,
+                           ops.maximum(self._radius, self.radius_growth * last))
+        radius = ops.where(ops.logical_and(judged, ops.isfinite(radius)), radius, self._radius)
         t = lr / curvature
-        new_values = []
+        steps = []
         for x, g, p, ds, dy, memory_var in zip(values, gradients, pseudo, s, y, self._memory):
             flat = ops.reshape(ops.cast(memory_var, "float32"), (2 * m, -1))
             direction = ops.reshape(ops.matmul(a_old[None, :], flat)[0], x.shape)
             direction = direction + a_new_s * ds + a_new_y * dy + a_p * p
-            new_values.append(self._soft(x + lr * direction + t * (p - g), t * self.l1))
+            steps.append(lr * direction + t * (p - g))
+        length = ops.sqrt(sum(ops.sum(ops.square(u)) for u in steps))
+        radius = ops.where(ops.greater(self._has_previous, 0.0), radius, length)
+        # Shrinking the step is the same as shrinking the learning rate (threshold too).
+        shrink = ops.where(ops.greater(length, radius),
+                           radius / ops.maximum(length, 1e-30), 1.0)
+        new_values = [self._soft(x + shrink * u, shrink * t * self.l1)
+                      for x, u in zip(values, steps)]
 
         def store_pair():
             for memory_var, ds, dy in zip(self._memory, s, y):
@@ -309,7 +317,7 @@ class Proxtone(keras.optimizers.Optimizer):
         self.assign(self._stamps, stamps)
         self.assign(self._pairs_seen, self._pairs_seen + ops.cast(accept, "float32"))
         self.assign(self._curvature, curvature)
-        self.assign(self._step_scale, scale)
+        self.assign(self._radius, radius)
         for store, new in ((self._previous_values, values),
                            (self._previous_gradients, gradients)):
             for memory_var, vector in zip(store, new):
@@ -326,6 +334,7 @@ class Proxtone(keras.optimizers.Optimizer):
             "min_pair_cosine": self.min_pair_cosine,
             "initial_curvature": self.initial_curvature,
             "first_order_after": self.first_order_after,
+            "radius_growth": self.radius_growth,
         })
         return config
 
