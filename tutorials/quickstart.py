@@ -42,18 +42,10 @@ from keras_dlu.memory.measure import (optimized_train_function,  # noqa: E402
                                       stock_train_function)
 from keras_dlu.optimizers import SDProp, Proxtone  # noqa: E402
 from keras_dlu.quantization import quantize_model  # noqa: E402
-from keras_dlu.utils import reports_dir, save_figure  # noqa: E402
+from keras_dlu.utils import mnist_mlp, reports_dir, save_figure  # noqa: E402
 
 BATCH_SIZE = 64
 COMMAND = "python tutorials/quickstart.py"
-
-
-def mlp(hidden=(256, 128, 64)):
-    """The 4-layer fully connected network used across the tutorials and benchmarks."""
-    layers = [keras.Input((784,))]
-    layers += [keras.layers.Dense(units, activation="relu") for units in hidden]
-    layers += [keras.layers.Dense(10, activation="softmax")]
-    return keras.Sequential(layers)
 
 
 @dataclasses.dataclass
@@ -61,7 +53,7 @@ class Variant:
     """One way of training the same network."""
     name: str
     optimizer: Callable[[], keras.optimizers.Optimizer]
-    model: Callable[[], keras.Model] = mlp
+    model: Callable[[], keras.Model] = mnist_mlp
     callbacks: Callable[[], list] = list
     memory_optimized: bool = False
 
@@ -71,7 +63,7 @@ VARIANTS = [
     Variant("SDProp", lambda: SDProp(1e-3)),
     Variant(f"Proxtone (l1={PROXTONE_L1:g})", lambda: Proxtone(l1=PROXTONE_L1)),
     Variant("DLU 8-bit (Adam)", lambda: keras.optimizers.Adam(1e-3),
-            model=lambda: quantize_model(mlp(), bits=8)),
+            model=lambda: quantize_model(mnist_mlp(), bits=8)),
     Variant("MemoryOptimizer (Adam)", lambda: keras.optimizers.Adam(1e-3),
             callbacks=lambda: [MemoryOptimizer(verbose=0)], memory_optimized=True),
 ]
