@@ -31,7 +31,7 @@ namespace {
 // of the same size do not pay the page faults of fresh allocations. A slot's memory stays
 // valid until the next request of that slot on the same thread; larger requests are owned
 // by the caller's Buffer and freed with it.
-constexpr size_t kMaxCachedBytes = size_t{1} << 27;
+constexpr size_t kMaxCachedBytes = size_t{1} << 25;
 
 struct Buffer {
   std::unique_ptr<int8_t[]> owned;
