@@ -7,7 +7,7 @@
   and 2048. Targets: int8 >= 3x at 1024 and 2048,
   int16 >= 1x.
 --part accuracy: float32 vs 16-bit vs 8-bit training on MNIST and tfmot QAT as a peer
-  (benchmarks/fixed_point_accuracy.py).
+  (benchmarks/_fixed_point_accuracy.py).
 
     python benchmarks/fixed_point.py                     # all parts
     python benchmarks/fixed_point.py --part throughput   # seconds
@@ -75,11 +75,8 @@ def throughput(sizes=SIZES, repeats=7):
 
 
 def accuracy(quick=False):
-    """Float32 vs 16/8-bit training on MNIST (benchmarks/[_]fixed_point_accuracy.py)."""
-    try:  # this script's folder is on sys.path
-        from _fixed_point_accuracy import accuracy as run
-    except ImportError:
-        from fixed_point_accuracy import accuracy as run
+    """Float32 vs 16/8-bit training on MNIST (benchmarks/_fixed_point_accuracy.py)."""
+    from _fixed_point_accuracy import accuracy as run  # this script's folder is on sys.path
     return run(seeds=(0,), epochs=1) if quick else run()
 
 
