@@ -91,6 +91,7 @@ class Proxtone(keras.optimizers.Optimizer):
         initial_curvature=10.0,
         first_order_after=None,
         radius_growth=2.0,
+        max_radius=10.0,
         weight_decay=None,
         clipnorm=None,
         clipvalue=None,
@@ -113,6 +114,7 @@ class Proxtone(keras.optimizers.Optimizer):
         check_int("first_order_after", first_order_after, 0, "None or an integer >= 0",
                   allow_none=True)
         check_range("radius_growth", radius_growth, 1.0, None, "a float >= 1")
+        check_range("max_radius", max_radius, 1.0, None, "a float >= 1")
         super().__init__(
             learning_rate=learning_rate,
             name=name,
@@ -134,6 +136,7 @@ class Proxtone(keras.optimizers.Optimizer):
         self.initial_curvature = float(initial_curvature)
         self.first_order_after = first_order_after
         self.radius_growth = float(radius_growth)
+        self.max_radius = float(max_radius)
 
     def build(self, var_list):
         """Creates the pair memories, previous point/gradient and the small state."""
@@ -162,6 +165,8 @@ class Proxtone(keras.optimizers.Optimizer):
         self._curvature = self.add_variable((), keras.initializers.Constant(
             self.initial_curvature), dtype="float32", name="curvature")
         self._radius = self.add_variable((), "zeros", dtype="float32", name="trust_radius")
+        self._initial_radius = self.add_variable((), "zeros", dtype="float32",
+                                                 name="initial_radius")
 
     def update_step(self, gradient, variable, learning_rate):
         raise NotImplementedError("Proxtone updates all variables together "
@@ -297,7 +302,9 @@ class Proxtone(keras.optimizers.Optimizer):
             direction = direction + a_new_s * ds + a_new_y * dy + a_p * p
             steps.append(lr * direction + t * (p - g))
         length = ops.sqrt(sum(ops.sum(ops.square(u)) for u in steps))
-        radius = ops.where(ops.greater(self._has_previous, 0.0), radius, length)
+        first = ops.greater(self._has_previous, 0.0)
+        initial = ops.where(first, self._initial_radius, length)
+        radius = ops.minimum(ops.where(first, radius, length), self.max_radius * initial)
         # Shrinking the step is the same as shrinking the learning rate (threshold too).
         shrink = ops.where(ops.greater(length, radius),
                            radius / ops.maximum(length, 1e-30), 1.0)
@@ -318,6 +325,7 @@ class Proxtone(keras.optimizers.Optimizer):
         self.assign(self._pairs_seen, self._pairs_seen + ops.cast(accept, "float32"))
         self.assign(self._curvature, curvature)
         self.assign(self._radius, radius)
+        self.assign(self._initial_radius, initial)
         for store, new in ((self._previous_values, values),
                            (self._previous_gradients, gradients)):
             for memory_var, vector in zip(store, new):
@@ -335,6 +343,7 @@ class Proxtone(keras.optimizers.Optimizer):
             "initial_curvature": self.initial_curvature,
             "first_order_after": self.first_order_after,
             "radius_growth": self.radius_growth,
+            "max_radius": self.max_radius,
         })
         return config
 

@@ -153,6 +153,24 @@ def test_save_and_load_resume_identically(tmp_path, options):
         np.testing.assert_array_equal(a, b)
 
 
+def test_steps_stay_inside_the_trust_region_from_the_first_step():
+    """A nearly flat quadratic (curvature 1e-3) asks for steps ~1e4 times the first one:
+    each step may at most double and never exceed max_radius times the first step."""
+    rng = np.random.default_rng(0)
+    target = rng.normal(size=(20,)).astype(np.float32) * 1e3
+    variable = keras.Variable(np.zeros((20,), np.float32))
+    optimizer = Proxtone(radius_growth=2.0, max_radius=10.0)
+    lengths = []
+    for _ in range(12):
+        before = variable.numpy().copy()
+        optimizer.apply([tf.constant(1e-3 * (before - target))], [variable])
+        lengths.append(float(np.linalg.norm(variable.numpy() - before)))
+    ratios = np.array(lengths) / lengths[0]
+    assert np.all(ratios[1:] <= 2.0 ** np.arange(1, 12) * (1 + 1e-4))
+    assert ratios.max() <= 10.0 * (1 + 1e-4)
+    assert ratios.max() >= 9.0  # the radius did grow to its cap (the test can fail both ways)
+
+
 def test_declares_that_it_needs_every_gradient_at_once():
     assert Proxtone.requires_all_gradients is True
     assert getattr(keras.optimizers.Adam, "requires_all_gradients", False) is False
@@ -163,6 +181,7 @@ def test_declares_that_it_needs_every_gradient_at_once():
     ({"memory": 2.5}, "memory"), ({"damping": 0.0}, "damping"),
     ({"initial_curvature": -1.0}, "initial_curvature"),
     ({"first_order_after": -1}, "first_order_after"), ({"min_pair_cosine": 1.0}, "min_pair_cosine"),
+    ({"radius_growth": 0.5}, "radius_growth"), ({"max_radius": float("nan")}, "max_radius"),
 ])
 def test_bad_hyperparameters_raise_in_constructor(kwargs, name):
     with pytest.raises(ValueError, match=f"`{name}`"):
