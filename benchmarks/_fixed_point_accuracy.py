@@ -15,35 +15,18 @@ TARGET_DROP = {"dlu16": 0.1, "dlu8": 0.6}
 
 
 def _keras3_model(kind):
-    import keras
+    from keras_dlu.utils import mnist_lenet, mnist_mlp
 
-    if kind == "mlp":
-        layers = [keras.Input((784,))]
-        layers += [keras.layers.Dense(u, activation="relu") for u in (256, 128, 64)]
-    else:
-        layers = [keras.Input((28, 28, 1)),
-                  keras.layers.Conv2D(6, 5, padding="same", activation="relu"),
-                  keras.layers.MaxPooling2D(), keras.layers.Conv2D(16, 5, activation="relu"),
-                  keras.layers.MaxPooling2D(), keras.layers.Flatten(),
-                  keras.layers.Dense(120, activation="relu"),
-                  keras.layers.Dense(84, activation="relu")]
-    return keras.Sequential(layers + [keras.layers.Dense(10, activation="softmax")])
+    return mnist_mlp() if kind == "mlp" else mnist_lenet()
 
 
 def _tf_keras_model(kind, weights):
     import tf_keras
 
-    if kind == "mlp":
-        layers = [tf_keras.Input((784,))]
-        layers += [tf_keras.layers.Dense(u, activation="relu") for u in (256, 128, 64)]
-    else:
-        layers = [tf_keras.Input((28, 28, 1)),
-                  tf_keras.layers.Conv2D(6, 5, padding="same", activation="relu"),
-                  tf_keras.layers.MaxPooling2D(), tf_keras.layers.Conv2D(16, 5, activation="relu"),
-                  tf_keras.layers.MaxPooling2D(), tf_keras.layers.Flatten(),
-                  tf_keras.layers.Dense(120, activation="relu"),
-                  tf_keras.layers.Dense(84, activation="relu")]
-    model = tf_keras.Sequential(layers + [tf_keras.layers.Dense(10, activation="softmax")])
+    from keras_dlu.utils import mnist_lenet, mnist_mlp
+
+    model = (mnist_mlp(keras_module=tf_keras) if kind == "mlp"
+             else mnist_lenet(keras_module=tf_keras))
     model.set_weights(weights)
     return model
 

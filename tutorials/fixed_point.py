@@ -24,22 +24,8 @@ import keras  # noqa: E402
 from keras_dlu.callbacks import FixedPointMonitor  # noqa: E402
 from keras_dlu.datasets import mnist_samples  # noqa: E402
 from keras_dlu.quantization import FixedPointPolicy, quantize_model  # noqa: E402
+from keras_dlu.utils import mnist_lenet as lenet  # noqa: E402
 from keras_dlu.utils import reports_dir  # noqa: E402
-
-
-def lenet():
-    """A LeNet-style CNN for 28x28x1 digits."""
-    return keras.Sequential([
-        keras.Input((28, 28, 1)),
-        keras.layers.Conv2D(6, 5, padding="same", activation="relu"),
-        keras.layers.MaxPooling2D(),
-        keras.layers.Conv2D(16, 5, activation="relu"),
-        keras.layers.MaxPooling2D(),
-        keras.layers.Flatten(),
-        keras.layers.Dense(120, activation="relu"),
-        keras.layers.Dense(84, activation="relu"),
-        keras.layers.Dense(10, activation="softmax"),
-    ])
 
 
 def train(model, data, epochs, callbacks=(), verbose=0):

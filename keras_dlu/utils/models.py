@@ -17,3 +17,25 @@ def mnist_mlp(hidden=MNIST_MLP_HIDDEN, keras_module=None):
     layers += [keras_module.layers.Dense(units, activation="relu") for units in hidden]
     layers += [keras_module.layers.Dense(10, activation="softmax")]
     return keras_module.Sequential(layers)
+
+
+def mnist_lenet(keras_module=None):
+    """A LeNet-style CNN for 28x28x1 digits: conv 6@5x5, pool, conv 16@5x5, pool, 120, 84, 10.
+
+    Args:
+        keras_module: the Keras to build it with; Keras 3 by default, or ``tf_keras``.
+    """
+    if keras_module is None:
+        import keras as keras_module
+    layers = keras_module.layers
+    return keras_module.Sequential([
+        keras_module.Input((28, 28, 1)),
+        layers.Conv2D(6, 5, padding="same", activation="relu"),
+        layers.MaxPooling2D(),
+        layers.Conv2D(16, 5, activation="relu"),
+        layers.MaxPooling2D(),
+        layers.Flatten(),
+        layers.Dense(120, activation="relu"),
+        layers.Dense(84, activation="relu"),
+        layers.Dense(10, activation="softmax"),
+    ])
