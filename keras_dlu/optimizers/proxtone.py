@@ -30,12 +30,23 @@ class Proxtone(keras.optimizers.Optimizer):
        times the gradient step `p/sigma` (mini-batch pairs underestimate curvature).
        Should the small solve fail (non-finite numbers), that step is proximal SGD, and
        non-finite new weights are never written.
-    4. The step is mapped back and the proximal L1 step is applied, soft-thresholding
-       with the threshold scaled by the curvature estimate (`t = learning_rate / sigma`):
-       `x = soft(x - t*g - (learning_rate*B^{-1} - t*I) p, t*l1)`. Without curvature
-       information this is exactly proximal SGD with step `t`; at a minimiser `p = 0`,
-       so the minimisers of the objective are its fixed points; coordinates become
-       exactly zero.
+    4. The step is mapped back: `u = learning_rate * d + t * (p - g)` with
+       `d = -B^{-1} p` (damped) and `t = learning_rate / sigma`; without curvature
+       information `u = -t * g`, i.e. proximal SGD with step `t`.
+    5. Trust region: the step is bounded by a radius `r` on its Euclidean norm over all
+       variables. If `|u| > r`, `u` is shrunk by `c = r / |u|` (the same as multiplying
+       the learning rate by `c`, so the L1 threshold shrinks too). The first step
+       (proximal SGD with `sigma = initial_curvature`) is never shrunk and sets
+       `r0 = |u|`. After each step, the slope of the smooth-plus-L1 model along the last
+       step `s` is judged (it went from `s'p_prev = s'p - s'y` to `s'p`): a step that was
+       not downhill, or overshot the 1-d minimum along `s` by more than half
+       (`s'p > -s'p_prev / 2`), sets `r = |s| / 2`; any other step sets
+       `r = max(r, radius_growth * |s|)`. Always `r <= max_radius * r0`, so from the first
+       step no step is longer than `max_radius` times the first proximal-SGD step (noisy
+       mini-batch pairs can make `sigma` tiny and `t` huge; the radius absorbs that).
+    6. The proximal L1 step soft-thresholds with the threshold scaled the same way:
+       `x = soft(x + c*u, c*t*l1)`. At a minimiser `p = 0`, so the minimisers of the
+       objective are its fixed points; coordinates become exactly zero.
 
     PROXTONE+: with `first_order_after=N`, steps after the N-th are the first-order
     proximal update `x = soft(x - t*g, t*l1)` with the last curvature estimate.
@@ -45,8 +56,9 @@ class Proxtone(keras.optimizers.Optimizer):
 
     Memory: `2 * memory + 2` parameter-sized vectors (the `s` and `y` memories, the
     previous parameters and gradient) plus `O(memory**2)` scalars (the Gram matrix of the
-    pairs). Cost per step: two passes over the memory (`4 * memory` inner products and a
-    linear combination) plus a few vector operations.
+    pairs) and a few scalars (`sigma`, the radius and the first radius). Cost per step:
+    two passes over the memory (`4 * memory` inner products and a linear combination)
+    plus a few vector operations (one more for the step norm).
 
     `requires_all_gradients = True` (class attribute): the update needs every gradient
     and variable together (one subspace over the whole parameter vector), so it cannot
@@ -74,6 +86,11 @@ class Proxtone(keras.optimizers.Optimizer):
             proximal SGD with step `learning_rate / initial_curvature`). Defaults to `10.0`.
         first_order_after: `None`, or the number of steps after which to switch to the
             first-order proximal update (PROXTONE+). Defaults to `None`.
+        radius_growth: >= 1; after a good step the trust radius may grow to this many
+            times that step's length. Defaults to `2.0`.
+        max_radius: >= 1; cap of the trust radius in units of the first step's length
+            (`learning_rate / initial_curvature * |g_0|` for the first gradient `g_0`).
+            Defaults to `10.0`.
         weight_decay, clipnorm, clipvalue, global_clipnorm, use_ema, ema_momentum,
         ema_overwrite_frequency, loss_scale_factor, gradient_accumulation_steps, name:
             the standard arguments of `keras.optimizers.Optimizer`.
@@ -266,9 +283,8 @@ class Proxtone(keras.optimizers.Optimizer):
         gram = ops.where(chosen_y[None, :], row_y[:, None], gram)
         v_dot_p = ops.where(chosen_s, sp, ops.where(chosen_y, yp, dots[:, 2]))
         stamps = ops.where(chosen, self._pairs_seen, self._stamps)
-        # sigma = y'y / s'y: the usual L-BFGS scaling (Nocedal and Wright, eq. 7.20). On
-        # mini-batches gradient noise in y inflates it (cautious); s'y / s's underestimates
-        # curvature there and diverges on an MLP.
+        # sigma = s'y / s's of the newest accepted pair (B0 = sigma*I); a small, noisy sigma
+        # makes t large, which the trust radius below bounds.
         curvature = ops.where(accept, ops.clip(sy / ops.maximum(ss, 1e-30), 1e-6, 1e6),
                               self._curvature)
         a_s, a_y, a_p = subspace_direction(gram, v_dot_p[:m], v_dot_p[m:], pp, stamps,
