@@ -36,9 +36,10 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from keras_dlu.ops.histogram import check_float
 from keras_dlu.ops.loader import load_library
 from keras_dlu.ops.quantize import (MAX_EXPONENT, check_bits, check_rounding,
-                                    exponent_tensor, float_tensor, seed_tensor)
+                                    exponent_tensor, seed_tensor)
 
 # The CPU kernel and oneDNN run on OpenMP. Its default busy-waiting threads steal the cores
 # from TensorFlow's own thread pool between ops (measured: 100x slower small products on 2
@@ -136,7 +137,7 @@ def _wrap_int64(value):
 
 
 def _matrix(x, name):
-    x = float_tensor(x, name)
+    x = check_float(x, name)
     if x.shape.rank is not None and x.shape.rank != 2:
         raise ValueError(f"`{name}` must be a matrix (rank 2); got shape {x.shape}.")
     return tf.cast(x, tf.float32) if x.dtype != tf.float32 else x

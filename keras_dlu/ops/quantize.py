@@ -7,11 +7,11 @@ argument checks and the seed handling here are shared with :mod:`keras_dlu.ops.d
 
 import tensorflow as tf
 
+from keras_dlu.ops.histogram import check_float
 from keras_dlu.ops.loader import load_library
 
 ROUNDINGS = ("nearest", "stochastic")
 MAX_EXPONENT = 512
-_FLOAT_DTYPES = (tf.float16, tf.bfloat16, tf.float32, tf.float64)
 
 
 def check_rounding(rounding):
@@ -57,15 +57,6 @@ def seed_tensor(seed, rounding):
     return tf.cast(seed, tf.int64)
 
 
-def float_tensor(x, name):
-    x = tf.convert_to_tensor(x)
-    if x.dtype not in _FLOAT_DTYPES:
-        allowed = ", ".join(d.name for d in _FLOAT_DTYPES)
-        raise TypeError(f"`{name}` must be a floating-point tensor ({allowed}); "
-                        f"got dtype {x.dtype.name}.")
-    return x
-
-
 def quantize(x, exponent, bits, rounding="nearest", seed=None, name=None):
     """Fake-quantizes ``x`` to dynamic fixed point and returns the dequantized values.
 
@@ -97,7 +88,7 @@ def quantize(x, exponent, bits, rounding="nearest", seed=None, name=None):
         ValueError: if ``bits`` is not in 2..16, ``rounding`` unknown, ``exponent`` out of
             range.
     """
-    x = float_tensor(x, "x")
+    x = check_float(x, "x")
     check_bits(bits, range(2, 17))
     check_rounding(rounding)
     exponent = exponent_tensor(exponent, "exponent")
