@@ -124,7 +124,7 @@ def plot_bars(rows):
         axis.invert_yaxis()
     for axis in axes[1:]:
         axis.set_yticklabels([])
-    figure.suptitle(COMMAND)
+    figure.suptitle(COMMAND, y=1.04)
     path = save_figure(figure, "quickstart_summary")
     plt.close(figure)
     return path
