@@ -17,9 +17,10 @@ $(ENV_STAMP): requirements.txt scripts/setup_env.sh scripts/build_horovod.sh
 	bash scripts/setup_env.sh
 	touch $@
 
-# Rebuilt when an op source or setup.py changes; the first build happens in setup_env.sh.
+# Rebuilt when an op source, header or setup.py changes (make decides, so --force: setuptools
+# alone would skip a rebuild when only a header changed); the first build is in setup_env.sh.
 $(LIBRARY): $(OPS_SOURCES) setup.py | $(ENV_STAMP)
-	$(PY) setup.py -q build_ext --inplace
+	$(PY) setup.py -q build_ext --inplace --force
 	touch $@
 
 build: setup
