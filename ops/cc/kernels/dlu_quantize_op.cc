@@ -14,24 +14,18 @@ template <typename T>
 class DluQuantizeCpuOp : public OpKernel {
  public:
   explicit DluQuantizeCpuOp(OpKernelConstruction* context) : OpKernel(context) {
-    OP_REQUIRES_OK(context, context->GetAttr("bits", &bits_));
-    OP_REQUIRES(context, bits_ >= 2 && bits_ <= 16,
-                absl::InvalidArgumentError(
-                    absl::StrCat("`bits` must be in [2, 16]; got ", bits_)));
-    OP_REQUIRES_OK(context, ReadRounding(context, &stochastic_));
+    OP_REQUIRES_OK(context, ReadQuantizeAttrs(context, &bits_, &stochastic_));
   }
 
   void Compute(OpKernelContext* context) override {
     const Tensor& x = context->input(0);
     int exponent;
-    OP_REQUIRES_OK(context, ReadExponent(context->input(1), "exponent", &exponent));
-    const Tensor& seed = context->input(2);
-    OP_REQUIRES(context, ::tensorflow::TensorShapeUtils::IsScalar(seed.shape()),
-                absl::InvalidArgumentError("`seed` must be an int64 scalar"));
+    uint64_t seed;
+    OP_REQUIRES_OK(context, ReadQuantizeInputs(context, &exponent, &seed));
     Tensor* y = nullptr;
     OP_REQUIRES_OK(context, context->allocate_output(0, x.shape(), &y));
     DluQuantizeCpu(x.flat<T>().data(), y->flat<T>().data(), x.NumElements(), exponent, bits_,
-                   stochastic_, static_cast<uint64_t>(seed.scalar<int64_t>()()));
+                   stochastic_, seed);
   }
 
  private:
