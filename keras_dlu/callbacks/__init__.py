@@ -1,14 +1,11 @@
-"""Keras callbacks of keras-dlu.
+"""Keras callbacks of keras-dlu (TensorFlow backend; each imported on first access).
 
 ``MemoryOptimizer`` (memory-reordering train step, Shirahata et al. MLSP 2016),
 ``FixedPointMonitor`` (DLU statistics to TensorBoard), and the distributed-training
 callbacks ``BroadcastGlobalVariables``, ``MetricAverage`` and ``LearningRateWarmup``.
 """
 
-from keras_dlu.callbacks.distributed import (BroadcastGlobalVariables, LearningRateWarmup,
-                                             MetricAverage)
-from keras_dlu.callbacks.fixed_point_monitor import FixedPointMonitor
-from keras_dlu.callbacks.memory_optimizer import MemoryOptimizer
+from keras_dlu import _lazy
 
 __all__ = [
     "BroadcastGlobalVariables",
@@ -17,3 +14,11 @@ __all__ = [
     "MemoryOptimizer",
     "MetricAverage",
 ]
+
+__getattr__, __dir__ = _lazy.lazy_exports(__name__, {
+    "BroadcastGlobalVariables": "distributed",
+    "FixedPointMonitor": "fixed_point_monitor",
+    "LearningRateWarmup": "distributed",
+    "MemoryOptimizer": "memory_optimizer",
+    "MetricAverage": "distributed",
+}, tensorflow_only="*")

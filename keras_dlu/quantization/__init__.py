@@ -4,8 +4,12 @@ The tfmot bridge (``keras_dlu.quantization.tfmot``) is imported only when asked 
 ``import keras_dlu`` does not import tensorflow_model_optimization or tf_keras.
 """
 
-from keras_dlu.quantization.policy import FixedPointPolicy
-from keras_dlu.quantization.quantize_model import quantize_model
-from keras_dlu.quantization.state import FixedPointState
+from keras_dlu._lazy import require_tensorflow
+
+require_tensorflow("keras_dlu.quantization (dynamic fixed-point training)")
+
+from keras_dlu.quantization.policy import FixedPointPolicy  # noqa: E402
+from keras_dlu.quantization.quantize_model import quantize_model  # noqa: E402
+from keras_dlu.quantization.state import FixedPointState  # noqa: E402
 
 __all__ = ["FixedPointPolicy", "FixedPointState", "quantize_model"]

@@ -1,0 +1,52 @@
+"""Lazy exports: ``import keras_dlu`` imports neither Keras nor TensorFlow.
+
+The pure-Keras parts (``keras_dlu.optimizers``, ``keras_dlu.layers.StableGRU``) run on
+every Keras backend; the rest needs TensorFlow. Packages list their public names here and
+import each on first access (module ``__getattr__``, PEP 562), so a JAX or PyTorch user
+without TensorFlow can use the former and gets an ImportError naming the part that needs
+TensorFlow for the latter.
+"""
+
+import importlib
+import importlib.util
+import sys
+
+TENSORFLOW_REQUIREMENT = "tensorflow>=2.21,<2.22"
+
+
+def require_tensorflow(part):
+    """Raises ``ImportError`` naming ``part`` when TensorFlow cannot be imported."""
+    if importlib.util.find_spec("tensorflow") is None:
+        raise ImportError(
+            f"{part} needs TensorFlow ({TENSORFLOW_REQUIREMENT}), which is not installed "
+            "in this environment. Install it (`pip install keras-dlu` brings it), or use "
+            "only the parts that run on every Keras backend: keras_dlu.optimizers (SDProp, "
+            "Proxtone) and keras_dlu.layers.StableGRU.")
+
+
+def lazy_exports(package, exports, tensorflow_only=()):
+    """``__getattr__`` and ``__dir__`` for ``package`` that import ``exports`` on use.
+
+    Args:
+        package: the package's ``__name__``.
+        exports: public name -> submodule (relative to ``package``) that defines it.
+        tensorflow_only: names (or ``"*"`` for all) that need TensorFlow; without it,
+            accessing one raises ``ImportError`` saying so.
+    """
+    module = sys.modules[package]
+
+    def __getattr__(name):
+        if name not in exports:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        if tensorflow_only == "*" or name in tensorflow_only:
+            require_tensorflow(f"{package}.{name}")
+        value = importlib.import_module(f"{package}.{exports[name]}")
+        if name != exports[name]:  # a name defined in the submodule, not the submodule
+            value = getattr(value, name)
+        setattr(module, name, value)  # later look-ups skip __getattr__
+        return value
+
+    def __dir__():
+        return sorted(set(vars(module)) | set(exports))
+
+    return __getattr__, __dir__
