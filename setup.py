@@ -122,16 +122,11 @@ class BuildTensorFlowOps(build_ext):
             json.dump(self._build_info, f)
 
 
+# Name, version, dependencies and the console script are declared in pyproject.toml.
 setup(
-    name="keras-dlu",
-    version="0.1.0",
-    description="Training-acceleration research (SDProp, PROXTONE, StableGRU, dynamic "
-                "fixed point, overlapped allreduce, memory reordering) for Keras 3",
     packages=find_packages(include=["keras_dlu", "keras_dlu.*"]),
     package_data={"keras_dlu": ["_dlu_ops.so", "_build_info.json"]},
     ext_modules=[Extension(LIBRARY, sources=_sources("cc/**/*.cc"), language="c++",
                            depends=_sources("**/*.h") + _sources("cuda/*.cu"))],
     cmdclass={"build_ext": BuildTensorFlowOps},
-    python_requires=">=3.11",
-    entry_points={"console_scripts": ["keras-dlu=keras_dlu.cli:main"]},
 )
