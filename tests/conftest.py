@@ -1,7 +1,9 @@
 """Shared fixtures and markers of the keras-dlu test suite.
 
 * ``multiprocess`` tests launch ``horovodrun`` (``tests.support.horovod.run_horovod``, always
-  with a timeout); ``gpu`` tests are skipped without a CUDA GPU.
+  with a timeout); ``gpu`` tests are skipped without a CUDA GPU, and their ``cuda_ops``
+  fixture skips a CPU-only native library, except in CI on a machine with a GPU and nvcc,
+  where that is a failure.
 * Outside CI a missing Horovod or native library skips the tests that need it; with
   ``CI=true`` it is a failure, so CI can never pass by skipping them.
 """
@@ -39,6 +41,12 @@ def _fresh_keras_state():
 def native_ops():
     """The loaded native op library (skips, or fails in CI, when it is not built)."""
     return environment.require_native_library()
+
+
+@pytest.fixture
+def cuda_ops():
+    """The native library built with CUDA; skips without it (fails in CI on a GPU + nvcc)."""
+    return environment.require_cuda_library()
 
 
 @pytest.fixture

@@ -240,11 +240,7 @@ def test_kernel_rejects_out_of_range_tensor_exponent_and_graph_shape_mismatch():
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("bits,rounding", [(8, "nearest"), (16, "stochastic")])
-def test_gpu_kernel_matches_cpu_bit_for_bit(bits, rounding):
-    from keras_dlu.ops import built_with_cuda
-
-    if not built_with_cuda():
-        pytest.skip("the native library was built without CUDA")
+def test_gpu_kernel_matches_cpu_bit_for_bit(bits, rounding, cuda_ops):
     a, b = _operands(70, 300, 45, np.random.default_rng(12), scale=8.0)
     a[3, 5] = np.nan
     results = []

@@ -83,11 +83,7 @@ def test_bad_input_names_the_argument(call, error, match):
 
 
 @pytest.mark.gpu
-def test_gpu_kernel_matches_cpu_bit_for_bit():
-    from keras_dlu.ops import built_with_cuda
-
-    if not built_with_cuda():
-        pytest.skip("the native library was built without CUDA")
+def test_gpu_kernel_matches_cpu_bit_for_bit(cuda_ops):
     x = np.random.default_rng(2).standard_normal(100_000).astype(np.float32)
     x[::97] = np.nan
     outs = []

@@ -2,6 +2,7 @@
 
 import functools
 import os
+import shutil
 
 import pytest
 
@@ -24,6 +25,28 @@ def require_native_library():
         return load_library()
     except NativeLibraryError as error:
         skip_or_fail(str(error))
+
+
+def require_cuda_library():
+    """The native library with its CUDA kernels, for ``gpu`` tests (which run only on a GPU).
+
+    A CPU-only build skips them, except where CUDA could have been built (a GPU and nvcc):
+    there, with ``CI=true``, it fails, so a GPU machine can never pass by skipping them.
+    """
+    library = require_native_library()
+    from keras_dlu.ops import built_with_cuda
+
+    if not built_with_cuda():
+        reason = "the native library was built without CUDA"
+        if cuda_buildable():
+            skip_or_fail(f"{reason}, although this machine has a GPU and nvcc")
+        pytest.skip(reason)
+    return library
+
+
+def cuda_buildable():
+    """A CUDA GPU that TensorFlow sees and an nvcc to compile the kernels with."""
+    return gpu_available() and shutil.which("nvcc") is not None
 
 
 def require_horovod():
