@@ -12,6 +12,10 @@ for (``from keras_dlu.quantization import tfmot``), never by ``import keras_dlu`
         quantized = tfmot.quantization.keras.quantize_apply(
             annotated, scheme=dlu_tfmot.DLUQuantizeScheme(bits=8))
 
+Save such a model as HDF5 (``quantized.save("m.h5")``) and load it inside
+``dlu_tfmot.quantize_scope()``: tfmot 0.8.1's wrappers do not rebuild from tf_keras'
+``.keras`` zip format (loading fails with a variable-count error).
+
 Weights and activations are fake-quantized (``keras_dlu.ops.quantize``, straight-through
 gradient) with an exponent per tensor that ``FixedPointPolicy`` chooses from the
 histograms gathered while training.

@@ -63,3 +63,44 @@ def test_bad_arguments():
         dlu_tfmot.DynamicFixedPointQuantizer(bits=4)
     with pytest.raises(ValueError, match="`rounding`"):
         dlu_tfmot.DLUQuantizeScheme(rounding="up")
+
+
+@pytest.mark.slow
+def test_a_saved_quantized_model_loads_under_quantize_scope(tmp_path):
+    """save -> load inside ``quantize_scope``: same DLU config, weights, exponents, outputs.
+
+    HDF5, the format tfmot documents: tfmot 0.8.1's wrappers do not rebuild from tf_keras'
+    ``.keras`` zip format (the load fails with "expected 8 variables, but received 10").
+    """
+    import tensorflow_model_optimization as tfmot
+    import tf_keras
+
+    from keras_dlu.quantization import tfmot as dlu_tfmot
+
+    tf_keras.utils.set_random_seed(0)
+    model = tf_keras.Sequential([tf_keras.Input((6,)),
+                                 tf_keras.layers.Dense(8, activation="relu"),
+                                 tf_keras.layers.Dense(2, activation="softmax")])
+    annotated = tfmot.quantization.keras.quantize_annotate_model(model)
+    with dlu_tfmot.quantize_scope():
+        quantized = tfmot.quantization.keras.quantize_apply(
+            annotated, scheme=dlu_tfmot.DLUQuantizeScheme(bits=16))
+    x = np.random.default_rng(1).standard_normal((64, 6)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64)
+    quantized.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    quantized.fit(x, y, batch_size=16, epochs=2, verbose=0)
+    path = str(tmp_path / "quantized.h5")
+    quantized.save(path)
+
+    with dlu_tfmot.quantize_scope():
+        loaded = tf_keras.models.load_model(path)
+    wrapper = loaded.layers[1]
+    assert isinstance(wrapper.quantize_config, dlu_tfmot.DLUQuantizeConfig)
+    assert wrapper.quantize_config.get_config() == quantized.layers[1].quantize_config.get_config()
+    # Layer prefixes are regenerated on load; the weights keep their order and own names.
+    short = [w.name.split("/")[-1] for w in quantized.weights]
+    assert [w.name.split("/")[-1] for w in loaded.weights] == short
+    for name, saved, restored in zip(short, quantized.weights, loaded.weights):
+        np.testing.assert_array_equal(restored.numpy(), saved.numpy(), err_msg=name)
+    assert "kernel_exponent:0" in short and "kernel_updates:0" in short  # the DLU state too
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), quantized.predict(x, verbose=0))
