@@ -130,6 +130,10 @@ class FixedPointMonitor(keras.callbacks.Callback):
         plt.close(figure)
         return path
 
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
     def get_config(self):
         return {"log_dir": self.log_dir, "update_freq": self.update_freq,
                 "plot_name": self.plot_name}

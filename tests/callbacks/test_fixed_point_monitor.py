@@ -54,6 +54,15 @@ def test_batch_frequency_and_config(tmp_path):
     assert FixedPointMonitor(**monitor.get_config()).get_config() == monitor.get_config()
 
 
+def test_round_trips_through_keras_serialization(tmp_path):
+    monitor = FixedPointMonitor(tmp_path / "logs", update_freq=3, plot_name="exps")
+    config = keras.saving.serialize_keras_object(monitor)
+    assert config["registered_name"] == "keras_dlu>FixedPointMonitor"
+    restored = keras.saving.deserialize_keras_object(config)
+    assert type(restored) is FixedPointMonitor and restored is not monitor
+    assert restored.get_config() == monitor.get_config()
+
+
 @pytest.mark.parametrize("kwargs, argument", [
     ({"log_dir": ""}, "log_dir"), ({"log_dir": "x", "update_freq": 0}, "update_freq"),
     ({"log_dir": "x", "update_freq": "batch"}, "update_freq"),
