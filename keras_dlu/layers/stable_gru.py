@@ -10,15 +10,27 @@ spectral norm stays below 2 - delta, the point where the GRU's fixed point bifur
 import numbers
 
 import keras
+import numpy as np
 from keras import ops
 
 PROJECTIONS = ("exact", "power")
+# Keys of the "power" path's state in a saved model (beside GRU's own variables).
+_BASIS_KEY = "spectral_basis"
+_FALLBACKS_KEY = "spectral_exact_fallbacks"
 
 # Subspace size and iterations of the "power" fast path. The subspace holds the top
 # singular directions; when even its smallest singular value is above the bound, more
 # directions may need clipping than it can hold, and that step falls back to the SVD.
 POWER_RANK = 16
 POWER_ITERATIONS = 2
+# The fast path is trusted on a step when its smallest Ritz value is below the bound and
+# every Ritz triplet it clips has converged to a relative residual of at most
+# POWER_RESIDUAL; otherwise that step uses the SVD. On trusted steps a direction outside
+# the subspace can still sit slightly above the bound: "power" keeps the spectral norm at
+# most (1 + POWER_TOLERANCE) * bound (the tests check it on updates that push many
+# singular values past the bound), "exact" keeps it at the bound up to float rounding.
+POWER_RESIDUAL = 1e-2
+POWER_TOLERANCE = 1e-3
 
 
 def clip_singular_values(matrix, bound):
@@ -41,8 +53,12 @@ def clip_top_singular_values(matrix, basis, bound, iterations=POWER_ITERATIONS):
     clipped. Costs ``O(n^2 k)`` instead of the SVD's ``O(n^3)``.
 
     Returns:
-        ``(projected, new_basis, smallest_ritz_value)``; when the smallest Ritz value is
-        above the bound the subspace was too small and the caller must use the SVD.
+        ``(projected, new_basis, trusted)``: ``trusted`` is false when the result may
+        exceed the bound, and the caller must use the SVD instead: when even the smallest
+        Ritz value is above the bound (more values to clip than the subspace holds), or
+        when a Ritz triplet it clips has not converged (its residual
+        ``||matrix^T u - s v||`` is above ``POWER_RESIDUAL * s``), so that the subspace
+        may still miss a direction above the bound.
     """
     q = basis
     for _ in range(iterations):
@@ -51,7 +67,11 @@ def clip_top_singular_values(matrix, basis, bound, iterations=POWER_ITERATIONS):
     v = ops.matmul(q, ops.transpose(vh))
     excess = ops.maximum(s - bound, 0.0)
     projected = matrix - ops.matmul(u * excess[None, :], ops.transpose(v))
-    return projected, v, s[-1]
+    residual = ops.sqrt(ops.sum(ops.square(
+        ops.matmul(ops.transpose(matrix), u) - v * s[None, :]), axis=0))
+    unconverged = ops.logical_and(s > bound, residual > POWER_RESIDUAL * s)
+    trusted = ops.logical_and(s[-1] < bound, ops.logical_not(ops.any(unconverged)))
+    return projected, v, trusted
 
 
 class _CandidateSpectralProjection(keras.constraints.Constraint):
@@ -97,16 +117,16 @@ class _CandidateSpectralProjection(keras.constraints.Constraint):
 
     def _power(self, candidate, dtype):
         rank = self.basis.shape[1]
-        fast, basis, smallest = clip_top_singular_values(
+        fast, basis, trusted = clip_top_singular_values(
             candidate, ops.cast(self.basis, dtype), self.bound)
 
         def exact():
             projected, v = clip_singular_values(candidate, self.bound)
             return projected, v[:, :rank]
 
-        projected, basis = ops.cond(smallest > self.bound, exact, lambda: (fast, basis))
+        projected, basis = ops.cond(trusted, lambda: (fast, basis), exact)
         self.basis.assign(ops.cast(basis, self.basis.dtype))
-        self.fallbacks.assign_add(ops.cast(smallest > self.bound, "int32"))
+        self.fallbacks.assign_add(1 - ops.cast(trusted, "int32"))
         return projected
 
     def get_config(self):
@@ -131,10 +151,13 @@ class StableGRU(keras.layers.GRU):
         units: dimensionality of the output space.
         spectral_bound: largest allowed singular value of the candidate block, in (0, 2);
             defaults to 1.8 (the GRU's fixed point loses stability at 2).
-        projection: `"exact"` (default) clips with an SVD every step; `"power"` warm-starts
-            a 16-dimensional subspace iteration from the previous step's singular vectors
-            and clips the singular values it finds (falls back to the SVD on steps where
-            more than 16 exceed the bound). TensorFlow backend for `"power"`.
+        projection: `"exact"` (default) clips with an SVD every step, keeping the norm at
+            the bound up to float rounding; `"power"` warm-starts a 16-dimensional
+            subspace iteration from the previous step's singular vectors and clips the
+            singular values it finds, falling back to the SVD on steps where more than 16
+            exceed the bound or the subspace has not converged; it keeps the norm at most
+            `(1 + POWER_TOLERANCE) * spectral_bound` (`POWER_TOLERANCE` = 1e-3). Its
+            warm-start basis is saved with the model.
         **kwargs: every `keras.layers.GRU` argument (`reset_after`, `return_sequences`,
             `recurrent_constraint`, ...).
     """
@@ -171,6 +194,28 @@ class StableGRU(keras.layers.GRU):
         """How many "power" steps fell back to the SVD (0 for "exact" or before build)."""
         fallbacks = self._spectral_projection.fallbacks
         return 0 if fallbacks is None else int(ops.convert_to_numpy(fallbacks))
+
+    def save_own_variables(self, store):
+        """GRU's state, plus the "power" path's warm-start basis and fallback count.
+
+        They are not layer weights (StableGRU has exactly GRU's weights), so they are
+        saved here under their own keys: a loaded model goes on from the saved basis
+        instead of restarting the subspace iteration cold.
+        """
+        super().save_own_variables(store)
+        projection = self._spectral_projection
+        if projection.basis is not None:
+            store[_BASIS_KEY] = projection.basis
+            store[_FALLBACKS_KEY] = projection.fallbacks
+
+    def load_own_variables(self, store):
+        own = {key: store[key] for key in store.keys()
+               if key not in (_BASIS_KEY, _FALLBACKS_KEY)}
+        super().load_own_variables(own)
+        projection = self._spectral_projection
+        if projection.basis is not None and _BASIS_KEY in store.keys():
+            projection.basis.assign(np.asarray(store[_BASIS_KEY]))
+            projection.fallbacks.assign(np.asarray(store[_FALLBACKS_KEY]))
 
     def get_config(self):
         config = super().get_config()
