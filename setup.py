@@ -93,7 +93,8 @@ class BuildTensorFlowOps(build_ext):
                 ext.extra_link_args += [
                     "-L" + os.path.join(cuda_home, "lib64"), "-lcudart_static", "-ldl", "-lrt"]
         super().build_extensions()
-        self._build_info = {"tensorflow": tf.__version__, "cuda": bool(use_cuda)}
+        self._build_info = {"tensorflow": tf.__version__, "cuda": bool(use_cuda),
+                            "onednn": bool(_onednn_home())}
         self._write_build_info(os.path.join(self.build_lib, "keras_dlu"))
 
     def copy_extensions_to_source(self):

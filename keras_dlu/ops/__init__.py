@@ -5,6 +5,7 @@ from keras_dlu._lazy import require_tensorflow
 require_tensorflow("keras_dlu.ops (the native TensorFlow ops)")
 
 from keras_dlu.ops.dlu_matmul import AUTO_GRAD_EXPONENT, dlu_matmul  # noqa: E402
+from keras_dlu.ops.gemm_info import gemm_info  # noqa: E402
 from keras_dlu.ops.histogram import (  # noqa: E402
     HISTOGRAM_BINS, HISTOGRAM_OFFSET, exponent_histogram)
 from keras_dlu.ops.loader import NativeLibraryError, built_with_cuda, load_library  # noqa: E402
@@ -18,6 +19,7 @@ __all__ = [
     "built_with_cuda",
     "dlu_matmul",
     "exponent_histogram",
+    "gemm_info",
     "load_library",
     "quantize",
 ]

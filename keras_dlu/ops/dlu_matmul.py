@@ -36,6 +36,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from keras_dlu.ops.gemm_info import warn_if_portable
 from keras_dlu.ops.histogram import check_float
 from keras_dlu.ops.loader import load_library
 from keras_dlu.ops.quantize import (MAX_EXPONENT, check_bits, check_rounding,
@@ -95,6 +96,7 @@ def dlu_matmul(a, b, a_exponent, b_exponent, bits=8, rounding="nearest", seed=No
     """
     check_bits(bits, (8, 16))
     check_rounding(rounding)
+    warn_if_portable()
     a = _matrix(a, "a")
     b = _matrix(b, "b")
     ka = a.shape[0 if transpose_a else 1]

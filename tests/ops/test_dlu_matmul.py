@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 
 from keras_dlu.ops import AUTO_GRAD_EXPONENT, dlu_matmul
+from tests.support.fixed_point import check_dlu_matmul as _check
 from tests.support.fixed_point import dlu_matmul_reference, quantize_int
 from tests.support.references import exponent_histogram_reference
 
@@ -16,19 +17,6 @@ def _operands(m, k, n, rng, scale=1.0):
     a = (rng.standard_normal((m, k)) * scale).astype(np.float32)
     b = (rng.standard_normal((k, n)) * scale).astype(np.float32)
     return a, b
-
-
-def _check(a, b, ea, eb, bits, **kwargs):
-    product, stats = dlu_matmul(a, b, ea, eb, bits=bits, **kwargs)
-    seed = kwargs.get("seed") or 0
-    want_p, want_s = dlu_matmul_reference(
-        a, b, ea, eb, bits, kwargs.get("rounding", "nearest"), 2 * seed, 2 * seed + 1,
-        kwargs.get("transpose_a", False), kwargs.get("transpose_b", False))
-    assert product.dtype == tf.float32 and stats.dtype == tf.int64
-    assert product.shape == want_p.shape and stats.shape == (3, 64)
-    np.testing.assert_array_equal(product.numpy(), want_p)
-    np.testing.assert_array_equal(stats.numpy(), want_s)
-    return product.numpy(), stats.numpy()
 
 
 @pytest.mark.parametrize("bits,ea,eb", [(8, -5, -6), (16, -12, -13)])

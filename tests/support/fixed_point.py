@@ -89,3 +89,22 @@ def dlu_matmul_reference(a, b, a_exponent, b_exponent, bits=8, rounding="nearest
     stats = np.stack([exponent_histogram_reference(a), exponent_histogram_reference(b),
                       exponent_histogram_reference(product)])
     return product, stats
+
+
+def check_dlu_matmul(a, b, ea, eb, bits, **kwargs):
+    """Runs ``dlu_matmul`` and asserts product and stats equal the reference bit for bit;
+    returns them as NumPy arrays."""
+    import tensorflow as tf
+
+    from keras_dlu.ops import dlu_matmul
+
+    product, stats = dlu_matmul(a, b, ea, eb, bits=bits, **kwargs)
+    seed = kwargs.get("seed") or 0
+    want_p, want_s = dlu_matmul_reference(
+        a, b, ea, eb, bits, kwargs.get("rounding", "nearest"), 2 * seed, 2 * seed + 1,
+        kwargs.get("transpose_a", False), kwargs.get("transpose_b", False))
+    assert product.dtype == tf.float32 and stats.dtype == tf.int64
+    assert product.shape == want_p.shape and stats.shape == (3, 64)
+    np.testing.assert_array_equal(product.numpy(), want_p)
+    np.testing.assert_array_equal(stats.numpy(), want_s)
+    return product.numpy(), stats.numpy()

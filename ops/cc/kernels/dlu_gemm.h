@@ -1,26 +1,44 @@
 // Exact integer GEMM on the CPU for the DLU matmul: C (int32, row-major [M, N]) =
-// op(A) op(B) for int8 A and B stored row-major. Uses oneDNN's dnnl_gemm_s8s8s32
-// (blocked, multithreaded, AVX-512 VNNI where present) when the library is built with
-// oneDNN (KERAS_DLU_WITH_DNNL), otherwise a portable OpenMP loop nest.
+// op(A) op(B) for uint8 A and int8 B stored with row strides lda / ldb.
 //
-// The caller guarantees that no partial sum overflows int32: K * 2**14 < 2**31.
+// Backends, chosen once per process (GetGemmInfo() says which and why):
+// * "onednn": oneDNN's matmul primitive (u8 x s8 -> s32), used when oneDNN reports an
+//   effective ISA with integer dot products (AVX-512 VNNI, AVX2 VNNI or AMX-INT8), where
+//   every product is summed exactly in int32. A primitive is created once per problem
+//   (shape, transposes, strides) and cached; B goes into the primitive's own blocked
+//   layout when the primitive prefers one.
+// * "portable": an exact OpenMP loop nest, used when the library is built without oneDNN,
+//   when oneDNN's ISA has no integer dot product (its int16 intermediate sums could
+//   saturate there) or when KERAS_DLU_GEMM=portable; the Python wrapper warns once.
+//
+// A is unsigned because u8 x s8 is the native form of VNNI and AMX: the caller stores
+// q + 128 and subtracts 128 * (column sums of op(B)), see dlu_matmul_cpu.cc.
+// The caller guarantees that no partial sum overflows int32: K <= kMaxInt32Depth.
 #ifndef KERAS_DLU_OPS_DLU_GEMM_H_
 #define KERAS_DLU_OPS_DLU_GEMM_H_
 
 #include <cstdint>
+#include <string>
 
 namespace keras_dlu {
 
-// Largest inner dimension for which an int8 x int8 GEMM cannot overflow int32.
-constexpr int64_t kMaxInt32Depth = (int64_t{1} << 17) - 1;
+// Largest inner dimension for which a u8 x s8 GEMM cannot overflow int32
+// (2**16 * 255 * 128 < 2**31).
+constexpr int64_t kMaxInt32Depth = int64_t{1} << 16;
 
 // lda / ldb are the row strides of A and B as stored (A is [M, K], or [K, M] when
 // transpose_a; B is [K, N], or [N, K] when transpose_b).
-void GemmS8S8S32(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k,
-                 const int8_t* a, int64_t lda, const int8_t* b, int64_t ldb, int32_t* c);
+void GemmU8S8S32(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k,
+                 const uint8_t* a, int64_t lda, const int8_t* b, int64_t ldb, int32_t* c);
 
-// Which backend GemmS8S8S32 uses: "onednn" or "portable".
-const char* GemmBackend();
+struct GemmInfo {
+  std::string backend;         // "onednn" or "portable"
+  std::string detail;          // oneDNN's ISA and implementation, or why portable
+  int64_t primitives_created;  // oneDNN primitives built (one per new problem)
+  int64_t cache_hits;          // products that reused a cached primitive
+};
+
+GemmInfo GetGemmInfo();
 
 }  // namespace keras_dlu
 

@@ -2,13 +2,18 @@
 // al. 2014): one fused quantization + histogram pass per operand, an exact integer GEMM
 // (dlu_gemm.h), one fused scaling + NaN marking + histogram pass over the product.
 //
+// The GEMM multiplies unsigned A digits by signed B digits (u8 x s8, the native form of
+// VNNI and AMX, see dlu_gemm.h); A's digits are stored shifted by 128 and the shift is
+// taken out exactly with B's column sums:
+//   8-bit:  sum_k qa qb = sum_k (qa + 128) qb - 128 colsum qb.
 // 16-bit operands are split into 8-bit digits, q = 256 h + l + 128 with h = q >> 8 and
-// l = (q & 255) - 128, both in [-128, 127], so that the exact product comes from int8 GEMMs
-// combined in int64:
-//   sum_k qa qb = 65536 HH + 256 (HL + LH) + LL + 128 (rowsum a' + colsum b') + 16384 K,
-// where a' = qa - 128 = 256 ha + la (and likewise b'). The digit planes are stored so that
-// [H | L] of A and [L ; H] of B are one operand of depth 2K: HL + LH is a single GEMM.
-// The product is computed in blocks of rows, so the int32 partial products stay small.
+// l = (q & 255) - 128, both in [-128, 127]; A stores h + 128 and l + 128. With
+// a' = qa - 128 = 256 ha + la, b' = qb - 128 = 256 hb + lb and the u8 x s8 products
+// HH = sum (ha+128) hb, X = sum (ha+128) lb + (la+128) hb, LL = sum (la+128) lb:
+//   sum_k qa qb = 65536 HH + 256 X + LL + 128 rowsum a' - 32768 colsum b' + 16384 K.
+// The digit planes are stored so that [H | L] of A and [L ; H] of B are one operand of
+// depth 2K: X is a single GEMM. The product is computed in blocks of rows, so the int32
+// partial products stay small.
 #include "dlu_matmul_cpu.h"
 
 #include <omp.h>
@@ -62,7 +67,8 @@ Buffer ScratchBuffer(int slot, size_t bytes) {
 // its own histogram (and sums), merged at the end, so results never depend on threading.
 //
 // Digit planes of an operand in GEMM layout (ld = row stride as stored):
-//   8-bit: hi = q.  16-bit: hi = h, lo = l, both = [h | l] for A, [l ; h] for B (depth 2K).
+//   8-bit: hi = q (A: q + 128).  16-bit: hi = h, lo = l, both = [h | l] for A, [l ; h] for B
+//   (depth 2K), A's digits + 128.
 struct Operand {
   Buffer data;
   const int8_t* hi = nullptr;
@@ -70,14 +76,8 @@ struct Operand {
   const int8_t* both = nullptr;
   int64_t ld = 0;            // row stride of hi/lo/both as stored
   std::vector<uint8_t> bad;  // per op-row of A / op-column of B: a non-finite input
-  std::vector<int64_t> sums; // 16-bit only: per op-row/column sum of q - 128
+  std::vector<int64_t> sums; // per op-row/column sum of q - 128 (16-bit) or of B's q (8-bit)
 };
-
-// Merges four interleaved 65-bin histograms (the last bin discards) into 64 counters.
-void MergeHistograms(const int64_t (*local)[kHistogramBins + 1], int64_t* histogram) {
-  for (int h = 0; h < 4; ++h)
-    for (int i = 0; i < kHistogramBins; ++i) histogram[i] += local[h][i];
-}
 
 // x is stored [rows, cols]; `by_row` says whether the op index (row of op(A) or column of
 // op(B)) is the stored row. `is_a` picks the digit-plane layout (see Operand).
@@ -99,10 +99,13 @@ void QuantizeOperand(const float* x, int64_t rows, int64_t cols, bool by_row, bo
     stride = side_by_side ? 2 * cols : cols;
     hi = h_first ? base : base + second;
     lo = h_first ? base + second : base;
-    out->sums.assign(op_size, 0);
     out->lo = lo;
     out->both = base;
   }
+  const bool want_sums = bits == 16 || !is_a;
+  const int32_t sum_shift = bits == 16 ? 128 : 0;
+  const int32_t digit_shift = is_a ? 128 : 0;  // A's digits are stored unsigned
+  out->sums.assign(want_sums ? op_size : 0, 0);
   out->hi = hi;
   out->ld = stride;
   out->bad.assign(op_size, 0);
@@ -111,14 +114,14 @@ void QuantizeOperand(const float* x, int64_t rows, int64_t cols, bool by_row, bo
   std::memset(histogram, 0, sizeof(int64_t) * kHistogramBins);
 #pragma omp parallel num_threads(threads)
   {
-    int64_t local[4][kHistogramBins + 1] = {};
-    std::vector<int32_t> q(cols), bins(cols);
-    std::vector<int64_t> col_sums((bits == 16 && !by_row) ? cols : 0, 0);
+    PairHistogram local;
+    std::vector<int32_t> q(cols);
+    std::vector<int64_t> col_sums((want_sums && !by_row) ? cols : 0, 0);
     std::vector<uint8_t> col_bad(by_row ? 0 : cols, 0);
 #pragma omp for schedule(static)
     for (int64_t r = 0; r < rows; ++r) {
       const float* xr = x + r * cols;
-      const bool any_bad = BinRow(xr, cols, bins.data(), local);
+      const bool any_bad = local.AddRow(xr, cols);
       QuantizeRow(xr, cols, exponent, bits, stochastic, seed, r * cols, q.data());
       if (any_bad) {
         if (by_row) {
@@ -130,29 +133,31 @@ void QuantizeOperand(const float* x, int64_t rows, int64_t cols, bool by_row, bo
       }
       int8_t* hr = hi + r * stride;
       if (bits == 8) {
-        for (int64_t c = 0; c < cols; ++c) hr[c] = static_cast<int8_t>(q[c]);
-        continue;
+        for (int64_t c = 0; c < cols; ++c)
+          hr[c] = static_cast<int8_t>(static_cast<uint8_t>(q[c] + digit_shift));
+      } else {
+        int8_t* lr = lo + r * stride;
+        for (int64_t c = 0; c < cols; ++c) {
+          hr[c] = static_cast<int8_t>(static_cast<uint8_t>((q[c] >> 8) + digit_shift));
+          lr[c] = static_cast<int8_t>(static_cast<uint8_t>((q[c] & 0xff) - 128 + digit_shift));
+        }
       }
-      int8_t* lr = lo + r * stride;
-      for (int64_t c = 0; c < cols; ++c) {
-        hr[c] = static_cast<int8_t>(q[c] >> 8);
-        lr[c] = static_cast<int8_t>((q[c] & 0xff) - 128);
-      }
+      if (!want_sums) continue;
       if (by_row) {
         int64_t row_sum = 0;
-        for (int64_t c = 0; c < cols; ++c) row_sum += q[c] - 128;
+        for (int64_t c = 0; c < cols; ++c) row_sum += q[c] - sum_shift;
         sums[r] = row_sum;
       } else {
-        for (int64_t c = 0; c < cols; ++c) col_sums[c] += q[c] - 128;
+        for (int64_t c = 0; c < cols; ++c) col_sums[c] += q[c] - sum_shift;
       }
     }
 #pragma omp critical
     {
-      MergeHistograms(local, histogram);
+      local.Fold(histogram);
       if (!by_row) {
         for (int64_t c = 0; c < cols; ++c) {
           bad[c] |= col_bad[c];
-          if (bits == 16) sums[c] += col_sums[c];
+          if (want_sums) sums[c] += col_sums[c];
         }
       }
     }
@@ -171,8 +176,7 @@ void FinalizeRows(int64_t i0, int64_t i1, int64_t n, int exponent, const Operand
   const bool float_exact = sizeof(Acc) == 4 ? FloatScaleIsExact(exponent, 31) : small;
 #pragma omp parallel num_threads(threads)
   {
-    int64_t local[4][kHistogramBins + 1] = {};
-    std::vector<int32_t> bins(n);
+    PairHistogram local;
     std::vector<Acc> values(n);
 #pragma omp for schedule(static)
     for (int64_t i = i0; i < i1; ++i) {
@@ -183,10 +187,10 @@ void FinalizeRows(int64_t i0, int64_t i1, int64_t n, int exponent, const Operand
       }
       ScaleRow(row_value(i, values.data()), n, exponent, float_exact, row);
       for (const int64_t j : bad_cols) row[j] = nan;
-      BinRow(row, n, bins.data(), local);
+      local.AddRow(row, n);
     }
 #pragma omp critical
-    MergeHistograms(local, histogram);
+    local.Fold(histogram);
   }
 }
 
@@ -219,7 +223,8 @@ void DluMatmulCpu(const DluMatmulArgs& args) {
                   int64_t kc, int32_t* c) {
     const int8_t* a_at = a + (ta ? i0 + k0 * qa.ld : i0 * qa.ld + k0);
     const int8_t* b_at = b + (tb ? k0 : k0 * qb.ld);
-    GemmS8S8S32(ta, tb, rows, n, kc, a_at, qa.ld, b_at, qb.ld, c);
+    GemmU8S8S32(ta, tb, rows, n, kc, reinterpret_cast<const uint8_t*>(a_at), qa.ld, b_at,
+                qb.ld, c);
   };
   // Few large row blocks: every block costs OpenMP barriers, which are slow on busy cores.
   const int64_t block_elements = bits == 8 ? int64_t{1} << 22 : int64_t{1} << 21;
@@ -234,8 +239,14 @@ void DluMatmulCpu(const DluMatmulArgs& args) {
   }
   Buffer wide = one_pass ? Buffer() : ScratchBuffer(6, sizeof(int64_t) * block * n);
   const int64_t* ra = qa.sums.data();
-  const int64_t* cb = qb.sums.data();
-  const int64_t constant = 16384 * k;
+  // Per column: the correction of A's +128 digit shift (and, 16-bit, of the q - 128 terms).
+  std::vector<int64_t> col_add(n);
+  std::vector<int32_t> col_add32(bits == 8 ? n : 0);
+  for (int64_t j = 0; j < n; ++j) {
+    col_add[j] = (bits == 8 ? -128 : -32768) * qb.sums[j];
+    if (bits == 8) col_add32[j] = static_cast<int32_t>(col_add[j]);  // |.| <= 2**30
+  }
+  const int64_t constant = bits == 16 ? 16384 * k : 0;
   // |sum| <= k * 2**30 (16-bit) or k * 2**14 (8-bit), plus the corrections' 2**24 k.
   const bool small = k < (int64_t{1} << 19);
   for (int64_t i0 = 0; i0 < m; i0 += block) {
@@ -243,12 +254,17 @@ void DluMatmulCpu(const DluMatmulArgs& args) {
     int32_t* p0 = partial[0];
     if (bits == 8 && one_pass) {
       gemm(qa.hi, qb.hi, i0, rows, 0, k, p0);
-      FinalizeRows<int32_t>(i0, i0 + rows, n, exponent, qa, bad_cols,
-                            [&](int64_t i, int32_t*) { return p0 + (i - i0) * n; }, true,
-                            threads, args.product, histogram);
+      FinalizeRows<int32_t>(
+          i0, i0 + rows, n, exponent, qa, bad_cols,
+          [&](int64_t i, int32_t* out) {
+            const int32_t* row = p0 + (i - i0) * n;
+            for (int64_t j = 0; j < n; ++j) out[j] = row[j] + col_add32[j];
+            return static_cast<const int32_t*>(out);
+          },
+          true, threads, args.product, histogram);
       continue;
     }
-    if (one_pass) {  // 16-bit: HH, HL + LH (depth 2K), LL
+    if (one_pass) {  // 16-bit: HH, X (depth 2K), LL
       int32_t* p1 = partial[1];
       int32_t* p2 = partial[2];
       gemm(qa.hi, qb.hi, i0, rows, 0, k, p0);
@@ -260,7 +276,7 @@ void DluMatmulCpu(const DluMatmulArgs& args) {
             const int64_t at = (i - i0) * n, row_add = 128 * ra[i] + constant;
             for (int64_t j = 0; j < n; ++j)
               out[j] = 65536 * int64_t{p0[at + j]} + 256 * int64_t{p1[at + j]} + p2[at + j] +
-                       row_add + 128 * cb[j];
+                       row_add + col_add[j];
             return static_cast<const int64_t*>(out);
           },
           small, threads, args.product, histogram);
@@ -269,7 +285,7 @@ void DluMatmulCpu(const DluMatmulArgs& args) {
     // Deep K: int64 accumulation over chunks that cannot overflow int32.
     int64_t* acc = wide.as<int64_t>();
     std::fill(acc, acc + rows * n, int64_t{0});
-    constexpr int64_t kChunk = int64_t{1} << 16;
+    constexpr int64_t kChunk = kMaxInt32Depth;
     for (int64_t k0 = 0; k0 < k; k0 += kChunk) {
       const int64_t kc = std::min(kChunk, k - k0);
       gemm(qa.hi, qb.hi, i0, rows, k0, kc, p0);
@@ -292,8 +308,7 @@ void DluMatmulCpu(const DluMatmulArgs& args) {
         [&](int64_t i, int64_t* out) {
           const int64_t at = (i - i0) * n;
           const int64_t row_add = bits == 16 ? 128 * ra[i] + constant : 0;
-          for (int64_t j = 0; j < n; ++j)
-            out[j] = acc[at + j] + row_add + (bits == 16 ? 128 * cb[j] : 0);
+          for (int64_t j = 0; j < n; ++j) out[j] = acc[at + j] + row_add + col_add[j];
           return static_cast<const int64_t*>(out);
         },
         small, threads, args.product, histogram);

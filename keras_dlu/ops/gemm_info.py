@@ -1,0 +1,46 @@
+"""Which integer GEMM ``dlu_matmul`` uses on the CPU, and a one-time warning when slow.
+
+The CPU kernel multiplies through oneDNN's matmul primitive when oneDNN reports an ISA
+with exact integer dot products (AVX-512 VNNI, AVX2 VNNI, AMX-INT8), creating one
+primitive per problem shape and transposes and reusing it (see ``ops/cc/kernels/
+dlu_gemm.h``). Otherwise (no oneDNN in the build, an older CPU, or
+``KERAS_DLU_GEMM=portable``) it uses an exact portable loop, which is much slower:
+``dlu_matmul`` says so once with a ``RuntimeWarning``.
+"""
+
+import functools
+import warnings
+
+import tensorflow as tf
+
+from keras_dlu.ops.loader import load_library
+
+
+def gemm_info():
+    """The CPU integer GEMM backend of ``dlu_matmul``.
+
+    Returns:
+        A dict: ``backend`` (``"onednn"`` or ``"portable"``), ``detail`` (oneDNN's ISA and
+        its implementation of the last new problem, or why the portable loop is used),
+        ``primitives_created`` (oneDNN primitives built so far, one per new problem) and
+        ``cache_hits`` (products that reused a cached primitive).
+    """
+    with tf.init_scope():  # eager even when called while a tf.function is traced
+        backend, detail, counters = load_library().keras_dlu_gemm_info()
+        counters = counters.numpy()
+        return {"backend": backend.numpy().decode(), "detail": detail.numpy().decode(),
+                "primitives_created": int(counters[0]), "cache_hits": int(counters[1])}
+
+
+@functools.cache
+def warn_if_portable():
+    """Warns once per process when the CPU GEMM is the portable fallback."""
+    info = gemm_info()
+    if info["backend"] != "onednn":
+        warnings.warn(
+            f"keras_dlu.ops.dlu_matmul uses the portable integer GEMM on the CPU "
+            f"({info['detail']}): results are exact but slow. Install oneDNN "
+            f"(`apt-get install libdnnl-dev`) and rebuild (`make build`) on a CPU with "
+            f"AVX-512 VNNI, AVX2 VNNI or AMX for the fast path.", RuntimeWarning,
+            stacklevel=3)
+    return info

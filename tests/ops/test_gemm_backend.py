@@ -1,0 +1,131 @@
+"""The CPU integer GEMM behind dlu_matmul: oneDNN's matmul primitive where the CPU has
+integer dot products, one cached primitive per problem, and the portable fallback (used
+and announced once when forced), all bit-exact with the integer reference."""
+
+import json
+import os
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+from keras_dlu.ops import gemm_info
+from keras_dlu.ops.loader import build_info
+from tests.support.fixed_point import check_dlu_matmul
+
+pytestmark = pytest.mark.usefixtures("native_ops")
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _cpu_has_integer_dot_product():
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read().split()
+    except OSError:
+        return False
+    return any(flag in flags for flag in ("avx512_vnni", "avx_vnni", "amx_int8"))
+
+
+def _operands(shape_a, shape_b, seed):
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal(shape_a).astype(np.float32),
+            rng.standard_normal(shape_b).astype(np.float32))
+
+
+def test_uses_the_onednn_primitive_where_the_cpu_allows():
+    info = gemm_info()
+    assert info["backend"] in ("onednn", "portable") and info["detail"]
+    if (build_info() or {}).get("onednn") and _cpu_has_integer_dot_product() \
+            and os.environ.get("KERAS_DLU_GEMM") != "portable":
+        assert info["backend"] == "onednn", info  # no silent fallback on a capable CPU
+        assert "isa" in info["detail"]
+
+
+@pytest.mark.skipif(gemm_info()["backend"] != "onednn", reason="portable GEMM: no cache")
+@pytest.mark.parametrize("bits", [8, 16])
+def test_primitive_cache_per_shape_and_transposes(bits):
+    e = -5 if bits == 8 else -12
+    a, b = _operands((37, 50), (50, 29), bits)
+    before = gemm_info()
+    check_dlu_matmul(a, b, e, e, bits)
+    first = gemm_info()
+    created = first["primitives_created"] - before["primitives_created"]
+    assert created >= 1  # new problem: new primitive(s) (16-bit: one per digit GEMM shape)
+    for _ in range(3):  # same problem: reused, bit-exact
+        check_dlu_matmul(a, b, e, e, bits)
+    again = gemm_info()
+    assert again["primitives_created"] == first["primitives_created"]
+    assert again["cache_hits"] - first["cache_hits"] >= 3
+    # a new shape and every transpose combination is a new problem, still exact
+    bigger_a, bigger_b = _operands((41, 50), (50, 29), bits + 1)
+    check_dlu_matmul(bigger_a, bigger_b, e, e, bits)
+    assert gemm_info()["primitives_created"] == again["primitives_created"] + created
+    count = gemm_info()["primitives_created"]
+    for ta, tb in [(True, False), (False, True), (True, True)]:
+        a_t = np.ascontiguousarray(a.T) if ta else a
+        b_t = np.ascontiguousarray(b.T) if tb else b
+        check_dlu_matmul(a_t, b_t, e, e, bits, transpose_a=ta, transpose_b=tb)
+        assert gemm_info()["primitives_created"] > count
+        count = gemm_info()["primitives_created"]
+    # back to the first problem: cached, exact
+    check_dlu_matmul(a, b, e, e, bits)
+    assert gemm_info()["primitives_created"] == count
+
+
+_FORCED_PORTABLE = r"""
+import json, sys, warnings
+import numpy as np
+from keras_dlu.utils import quiet_tensorflow
+quiet_tensorflow()
+from keras_dlu.ops import dlu_matmul, gemm_info
+rng = np.random.default_rng(0)
+out = {}
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    for bits in (8, 16):
+        for ta, tb in [(False, False), (True, True)]:
+            a = rng.standard_normal((33, 70)).astype(np.float32)
+            b = rng.standard_normal((70, 21)).astype(np.float32)
+            p, s = dlu_matmul(a.T.copy() if ta else a, b.T.copy() if tb else b, -5, -6,
+                              bits=bits, transpose_a=ta, transpose_b=tb)
+            out[f"{bits}{ta}{tb}"] = [a.tolist(), b.tolist(), p.numpy().tolist(),
+                                      s.numpy().tolist()]
+out["warnings"] = [str(w.message) for w in caught if w.category is RuntimeWarning]
+out["info"] = gemm_info()
+json.dump(out, sys.stdout)
+"""
+
+
+def test_forced_portable_fallback_is_exact_and_warns_once():
+    env = dict(os.environ, KERAS_DLU_GEMM="portable", TF_CPP_MIN_LOG_LEVEL="3")
+    done = subprocess.run([sys.executable, "-c", _FORCED_PORTABLE], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout)
+    assert result["info"]["backend"] == "portable"
+    assert "KERAS_DLU_GEMM=portable" in result["info"]["detail"]
+    assert len(result["warnings"]) == 1 and "portable integer GEMM" in result["warnings"][0]
+    for bits in (8, 16):
+        for ta, tb in [(False, False), (True, True)]:
+            a, b, product, stats = result[f"{bits}{ta}{tb}"]
+            a, b = np.array(a, np.float32), np.array(b, np.float32)
+            # the same problem in this process (oneDNN where available) and the reference
+            here_p, here_s = check_dlu_matmul(a.T.copy() if ta else a,
+                                              b.T.copy() if tb else b, -5, -6, bits,
+                                              transpose_a=ta, transpose_b=tb)
+            np.testing.assert_array_equal(np.array(product, np.float32), here_p)
+            np.testing.assert_array_equal(np.array(stats, np.int64), here_s)
+
+
+def test_no_warning_on_the_fast_path():
+    if gemm_info()["backend"] != "onednn":
+        pytest.skip("this machine uses the portable GEMM")
+    from keras_dlu.ops.gemm_info import warn_if_portable
+
+    warn_if_portable.cache_clear()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn_if_portable()
