@@ -2,7 +2,8 @@
 
 ``MemoryOptimizer`` (memory-reordering train step, Shirahata et al. MLSP 2016),
 ``FixedPointMonitor`` (DLU statistics to TensorBoard), and the distributed-training
-callbacks ``BroadcastGlobalVariables``, ``MetricAverage`` and ``LearningRateWarmup``.
+callbacks ``BroadcastGlobalVariables``, ``MetricAverage``, ``LearningRateWarmup`` and
+``ForwardOverlap``.
 """
 
 from keras_dlu import _lazy
@@ -10,6 +11,7 @@ from keras_dlu import _lazy
 __all__ = [
     "BroadcastGlobalVariables",
     "FixedPointMonitor",
+    "ForwardOverlap",
     "LearningRateWarmup",
     "MemoryOptimizer",
     "MetricAverage",
@@ -18,6 +20,7 @@ __all__ = [
 __getattr__, __dir__ = _lazy.lazy_exports(__name__, {
     "BroadcastGlobalVariables": "distributed",
     "FixedPointMonitor": "fixed_point_monitor",
+    "ForwardOverlap": "distributed",
     "LearningRateWarmup": "distributed",
     "MemoryOptimizer": "memory_optimizer",
     "MetricAverage": "distributed",
