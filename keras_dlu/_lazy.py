@@ -8,20 +8,24 @@ TensorFlow for the latter.
 """
 
 import importlib
-import importlib.util
 import sys
 
 TENSORFLOW_REQUIREMENT = "tensorflow>=2.21,<2.22"
 
 
 def require_tensorflow(part):
-    """Raises ``ImportError`` naming ``part`` when TensorFlow cannot be imported."""
-    if importlib.util.find_spec("tensorflow") is None:
+    """Imports TensorFlow; raises ``ImportError`` naming ``part`` when it cannot.
+
+    Called just before ``part`` imports TensorFlow itself, so trying costs nothing extra.
+    """
+    try:
+        importlib.import_module("tensorflow")
+    except ImportError as error:
         raise ImportError(
-            f"{part} needs TensorFlow ({TENSORFLOW_REQUIREMENT}), which is not installed "
-            "in this environment. Install it (`pip install keras-dlu` brings it), or use "
-            "only the parts that run on every Keras backend: keras_dlu.optimizers (SDProp, "
-            "Proxtone) and keras_dlu.layers.StableGRU.")
+            f"{part} needs TensorFlow ({TENSORFLOW_REQUIREMENT}), which cannot be imported "
+            f"here ({error}). Install it (`pip install keras-dlu` brings it), or use only "
+            "the parts that run on every Keras backend: keras_dlu.optimizers (SDProp, "
+            "Proxtone) and keras_dlu.layers.StableGRU.") from error
 
 
 def lazy_exports(package, exports, tensorflow_only=()):
