@@ -7,7 +7,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
-from keras_dlu.ops.histogram import HISTOGRAM_BINS, HISTOGRAM_OFFSET
+from keras_dlu.ops.constants import HISTOGRAM_BINS, HISTOGRAM_OFFSET
 
 
 def _metadata(plugin, data_class, description):

@@ -17,8 +17,9 @@ which sets the exponents of the next step.
 import keras
 import tensorflow as tf
 
-from keras_dlu.ops import exponent_histogram
-from keras_dlu.quantization.policy import ROUNDINGS, resolve_policy
+from keras_dlu.fixed_point import resolve_policy
+from keras_dlu.ops import AUTO_GRAD_EXPONENT, dlu_matmul, exponent_histogram
+from keras_dlu.ops.constants import STATS_SHAPE, check_rounding
 
 TENSORS = ("inputs", "kernel", "gradients")
 
@@ -29,8 +30,7 @@ class DLUProductMixin:
     def _init_fixed_point(self, bits, rounding, policy, seed):
         """Validates the DLU arguments; called before the Keras constructor."""
         policy = resolve_policy(bits, policy)
-        if rounding not in ROUNDINGS:
-            raise ValueError(f"`rounding` must be one of {ROUNDINGS}; got {rounding!r}.")
+        check_rounding(rounding)
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise ValueError(f"`seed` must be an integer or None; got {seed!r}.")
         return policy
@@ -77,8 +77,6 @@ class DLUProductMixin:
         the histogram of the incoming gradient comes back as the gradient of the
         ``grad_stats_sink`` input, which ``_gradient_statistics`` stores.
         """
-        from keras_dlu.ops import AUTO_GRAD_EXPONENT, dlu_matmul
-
         states = self._fixed_point_states
         x = tf.convert_to_tensor(x, tf.float32)
         kernel = tf.convert_to_tensor(kernel, tf.float32)
@@ -101,7 +99,7 @@ class DLUProductMixin:
         return product
 
     def _gradient_statistics(self, kernel):
-        """A zero ``[3, 64]`` sink tied to ``kernel`` (so the tape reaches it); its
+        """A zero ``STATS_SHAPE`` sink tied to ``kernel`` (so the tape reaches it); its
         gradient, the backward histograms, updates the ``gradients`` state."""
         policy, state = self.policy, self._fixed_point_states["gradients"]
 
@@ -111,7 +109,7 @@ class DLUProductMixin:
                 policy.update(state, tf.cast(statistics[0], tf.int64))
                 return tf.zeros_like(kernel)
 
-            return tf.zeros([3, 64], tf.float32), grad
+            return tf.zeros(STATS_SHAPE, tf.float32), grad
 
         return sink(kernel)
 

@@ -39,8 +39,9 @@ import tensorflow as tf
 from keras_dlu.ops.gemm_info import warn_if_portable
 from keras_dlu.ops.histogram import check_float
 from keras_dlu.ops.loader import load_library
-from keras_dlu.ops.quantize import (MAX_EXPONENT, check_bits, check_rounding,
-                                    exponent_tensor, seed_tensor)
+from keras_dlu.ops.constants import (MATMUL_BITS, MAX_EXPONENT, STATS_SHAPE, check_bits,
+                                     check_rounding)
+from keras_dlu.ops.quantize import exponent_tensor, seed_tensor
 
 # The CPU kernel and oneDNN run on OpenMP. Its default busy-waiting threads steal the cores
 # from TensorFlow's own thread pool between ops (measured: 100x slower small products on 2
@@ -94,7 +95,7 @@ def dlu_matmul(a, b, a_exponent, b_exponent, bits=8, rounding="nearest", seed=No
         ValueError: wrong ranks, inner-dimension mismatch, ``bits`` not in {8, 16},
             unknown ``rounding``, exponent out of range, bad sink shape.
     """
-    check_bits(bits, (8, 16))
+    check_bits(bits, MATMUL_BITS)
     check_rounding(rounding)
     warn_if_portable()
     a = _matrix(a, "a")
@@ -116,9 +117,10 @@ def dlu_matmul(a, b, a_exponent, b_exponent, bits=8, rounding="nearest", seed=No
     else:
         grad_stats_sink = tf.convert_to_tensor(grad_stats_sink)
         if grad_stats_sink.dtype not in (tf.float32, tf.float64) or \
-                not grad_stats_sink.shape.is_compatible_with([3, 64]):
+                not grad_stats_sink.shape.is_compatible_with(STATS_SHAPE):
             raise ValueError("`grad_stats_sink` must be a float32 or float64 tensor of shape "
-                             f"[3, 64]; got {grad_stats_sink.dtype.name} {grad_stats_sink.shape}.")
+                             f"{list(STATS_SHAPE)}; got {grad_stats_sink.dtype.name} "
+                             f"{grad_stats_sink.shape}.")
     if isinstance(seed, int) and not isinstance(seed, bool) or \
             (seed is None and rounding == "nearest"):
         seed = _wrap_int64(2 * (seed or 0))
@@ -130,7 +132,7 @@ def dlu_matmul(a, b, a_exponent, b_exponent, bits=8, rounding="nearest", seed=No
                rounding, transpose_a, transpose_b, name)
 
 
-_ZERO_SINK = np.zeros([3, 64], np.float32)
+_ZERO_SINK = np.zeros(STATS_SHAPE, np.float32)
 
 
 def _wrap_int64(value):
@@ -160,7 +162,7 @@ def auto_exponent(x, bits):
     field = tf.bitwise.bitwise_and(tf.bitwise.right_shift(
         tf.bitcast(tf.maximum(peak, 0.0), tf.int32), 23), 0xFF)
     exponent = tf.where(peak > 0, field - 127 - (bits - 2), 0)
-    return tf.clip_by_value(exponent, -512, 512)
+    return tf.clip_by_value(exponent, -MAX_EXPONENT, MAX_EXPONENT)
 
 
 @tf.RegisterGradient("KerasDluMatmul")
@@ -177,7 +179,7 @@ def _dlu_matmul_grad(op, grad, grad_stats):
     seed_a, seed_b = seeds[0], seeds[1]
     seed_g = tf.bitwise.bitwise_xor(seed_a, tf.constant(_GRAD_SEED_KEY, tf.int64))
     no_exp = tf.constant(AUTO_GRAD_EXPONENT, tf.int32)
-    zeros = tf.zeros([3, 64], tf.float32)
+    zeros = tf.zeros(STATS_SHAPE, tf.float32)
 
     def mm(x, y, ex, ey, sx, sy, tx, ty):
         return _op(x, y, ex, ey, tf.stack([sx, sy]), no_exp, zeros, bits, rounding, tx, ty)

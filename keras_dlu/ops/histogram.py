@@ -2,10 +2,8 @@
 
 import tensorflow as tf
 
+from keras_dlu.ops.constants import HISTOGRAM_BINS, HISTOGRAM_OFFSET  # noqa: F401 (re-export)
 from keras_dlu.ops.loader import load_library
-
-HISTOGRAM_BINS = 64
-HISTOGRAM_OFFSET = 32
 FLOAT_DTYPES = (tf.float16, tf.bfloat16, tf.float32, tf.float64)
 
 

@@ -7,23 +7,9 @@ argument checks and the seed handling here are shared with :mod:`keras_dlu.ops.d
 
 import tensorflow as tf
 
+from keras_dlu.ops.constants import MAX_EXPONENT, QUANTIZE_BITS, check_bits, check_rounding
 from keras_dlu.ops.histogram import check_float
 from keras_dlu.ops.loader import load_library
-
-ROUNDINGS = ("nearest", "stochastic")
-MAX_EXPONENT = 512
-
-
-def check_rounding(rounding):
-    if rounding not in ROUNDINGS:
-        raise ValueError(f"`rounding` must be one of {ROUNDINGS}; got {rounding!r}.")
-    return rounding
-
-
-def check_bits(bits, allowed):
-    if isinstance(bits, bool) or not isinstance(bits, int) or bits not in allowed:
-        raise ValueError(f"`bits` must be one of {tuple(allowed)}; got {bits!r}.")
-    return bits
 
 
 def exponent_tensor(exponent, name):
@@ -89,7 +75,7 @@ def quantize(x, exponent, bits, rounding="nearest", seed=None, name=None):
             range.
     """
     x = check_float(x, "x")
-    check_bits(bits, range(2, 17))
+    check_bits(bits, QUANTIZE_BITS)
     check_rounding(rounding)
     exponent = exponent_tensor(exponent, "exponent")
     seed = seed_tensor(seed, rounding)

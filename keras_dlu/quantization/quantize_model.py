@@ -2,14 +2,12 @@
 
 import keras
 
-from keras_dlu.quantization.policy import ROUNDINGS, resolve_policy
+from keras_dlu.fixed_point import resolve_policy
+from keras_dlu.layers.dlu_conv2d import DLUConv2D
+from keras_dlu.layers.dlu_dense import DLUDense
+from keras_dlu.ops.constants import check_rounding
 
-
-def _replacements():
-    from keras_dlu.layers.dlu_conv2d import DLUConv2D
-    from keras_dlu.layers.dlu_dense import DLUDense
-
-    return {keras.layers.Dense: DLUDense, keras.layers.Conv2D: DLUConv2D}
+REPLACEMENTS = {keras.layers.Dense: DLUDense, keras.layers.Conv2D: DLUConv2D}
 
 
 def quantize_model(model, bits=8, policy=None, rounding="nearest"):
@@ -45,9 +43,8 @@ def quantize_model(model, bits=8, policy=None, rounding="nearest"):
     if bits is None:
         raise ValueError("`bits` must be 8 or 16; got None.")
     policy = resolve_policy(bits, policy)
-    if rounding not in ROUNDINGS:
-        raise ValueError(f"`rounding` must be one of {ROUNDINGS}; got {rounding!r}.")
-    replacements = _replacements()
+    check_rounding(rounding)
+    replacements = REPLACEMENTS
 
     def clone(layer):
         replacement = replacements.get(type(layer))

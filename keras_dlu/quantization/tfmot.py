@@ -36,10 +36,10 @@ if _saved is None:
 else:
     os.environ["TF_USE_LEGACY_KERAS"] = _saved
 
-from keras_dlu.ops import exponent_histogram  # noqa: E402
-from keras_dlu.quantization.policy import FixedPointPolicy  # noqa: E402
+from keras_dlu.fixed_point import FixedPointPolicy  # noqa: E402
+from keras_dlu.ops import exponent_histogram, quantize  # noqa: E402
+from keras_dlu.ops.constants import HISTOGRAM_BINS, check_rounding  # noqa: E402
 
-ROUNDINGS = ("nearest", "stochastic")
 _register = tf_keras.utils.register_keras_serializable(package="keras_dlu")
 
 
@@ -72,8 +72,7 @@ class DynamicFixedPointQuantizer(tfmot.quantization.keras.quantizers.Quantizer):
     def __init__(self, bits=8, overflow_rate=1e-4, history=4, rounding="nearest"):
         self.policy = FixedPointPolicy(bits=bits, overflow_rate=overflow_rate,
                                        history=history)
-        if rounding not in ROUNDINGS:
-            raise ValueError(f"`rounding` must be one of {ROUNDINGS}; got {rounding!r}.")
+        check_rounding(rounding)
         self.rounding = rounding
 
     def build(self, tensor_shape, name, layer):
@@ -83,12 +82,11 @@ class DynamicFixedPointQuantizer(tfmot.quantization.keras.quantizers.Quantizer):
                 initializer=tf_keras.initializers.Constant(value))
 
         return {"exponent": add("exponent", (), tf.int32),
-                "histograms": add("histograms", (self.policy.history, 64), tf.int64),
+                "histograms": add("histograms", (self.policy.history, HISTOGRAM_BINS),
+                              tf.int64),
                 "updates": add("updates", (), tf.int64)}
 
     def __call__(self, inputs, training, weights, **kwargs):
-        from keras_dlu.ops import quantize
-
         state = _State(weights)
         histogram = exponent_histogram(inputs)
         exponent = tf.where(state.updates > 0, state.exponent,
