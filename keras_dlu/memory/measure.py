@@ -14,6 +14,7 @@ import time
 
 import tensorflow as tf
 
+from keras_dlu.memory.compat import unsupported_reason
 from keras_dlu.memory.planner import measure_update_factor, plan
 from keras_dlu.memory.train_step import make_train_step
 
@@ -29,7 +30,15 @@ def stock_train_function(model):
 
 
 def optimized_train_function(model, batch_size, fuse_update=True):
-    """A train function with the restructured step, planned for ``batch_size``."""
+    """A train function with the restructured step, planned for ``batch_size``.
+
+    Raises:
+        ValueError: the step cannot be restructured for ``model`` (the reason of
+            ``unsupported_reason``), so there is nothing to measure against stock.
+    """
+    reason = unsupported_reason(model)
+    if reason is not None:
+        raise ValueError(f"model cannot use the restructured step: {reason}.")
     if not model.optimizer.built:
         model.optimizer.build(model.trainable_variables)
     the_plan = plan(model, batch_size, update_factor=measure_update_factor(model.optimizer))

@@ -53,6 +53,10 @@ class MemoryPlan:
         predicted_optimized_bytes: predicted backward peak with the planned updates.
         update_factor: temporaries of one optimizer update, in multiples of the
             variable's bytes (measured on a probe variable, or given).
+        update_block_bytes: None when an update's temporaries scale with the whole
+            variable (Keras' own ``update_step``), or the block size of the in-place
+            update (``keras_dlu.memory.inplace``), which bounds them.
+        optimizer_name: the class name of the planned optimizer, or None.
     """
 
     batch_size: int
@@ -60,6 +64,8 @@ class MemoryPlan:
     predicted_stock_bytes: int
     predicted_optimized_bytes: int
     update_factor: float = 1.0
+    update_block_bytes: int = None
+    optimizer_name: str = None
 
     @property
     def predicted_reduction(self):
@@ -87,12 +93,26 @@ class MemoryPlan:
                 f"  {entry.name:<24}{entry.activation_bytes * mib:>16.2f}"
                 f"{entry.dx_bytes * mib:>10.2f}{entry.dw_bytes * mib:>10.2f}  {order}"
             )
+        lines.append("  " + self._update_cost())
         lines.append(
             f"  predicted peak above resident: stock {self.predicted_stock_bytes * mib:.2f} "
             f"MiB, optimized {self.predicted_optimized_bytes * mib:.2f} MiB "
             f"({100 * self.predicted_reduction:.1f}% less)"
         )
         return "\n".join(lines)
+
+
+    def _update_cost(self):
+        name = self.optimizer_name or "the optimizer"
+        if self.update_block_bytes:
+            return (f"{name} update: in place, bit for bit with Keras, temporaries "
+                    f"{self.update_factor:.1f}x a block of at most "
+                    f"{self.update_block_bytes / 2**10:.0f} KiB per variable")
+        largest = max([e.dw_bytes for e in self.layers], default=0)
+        return (f"{name} update: Keras' own update_step, temporaries "
+                f"{self.update_factor:.1f}x each variable (largest "
+                f"{self.update_factor * largest / 2**20:.2f} MiB); in-place updates: "
+                "SGD (no Nesterov), Adam, AdamW (no AMSGrad)")
 
 
 def _bytes(tensors, batch_size):
@@ -142,9 +162,12 @@ def plan(model, batch_size, optimizer=None, update_factor=None):
             f"update_factor must be None or a number >= 0; received {update_factor!r}."
         )
     batch_size = int(batch_size)
+    optimizer = optimizer if optimizer is not None else getattr(model, "optimizer", None)
     if update_factor is None:
-        optimizer = optimizer if optimizer is not None else getattr(model, "optimizer", None)
         update_factor = 1.0 if optimizer is None else measure_update_factor(optimizer)
+    block = inplace.BLOCK_BYTES if optimizer is not None and inplace.supported(
+        optimizer) else None
+    cost = _UpdateCost(float(update_factor), block)
     trainable = {id(v) for v in model.trainable_variables}
     depends = set()
     entries = []
@@ -171,15 +194,15 @@ def plan(model, batch_size, optimizer=None, update_factor=None):
             )
     inputs = _bytes(graph.inputs, batch_size)
     fused = [e.dw_bytes > 0 for e in entries]
-    stock = _peak(entries, inputs, [False] * len(entries), update_factor)
-    best = _peak(entries, inputs, fused, update_factor)
+    stock = _peak(entries, inputs, [False] * len(entries), _UpdateCost(cost.factor, None))
+    best = _peak(entries, inputs, fused, cost)
     improved = True
     while improved:  # greedily defer the update that lowers the predicted peak most
         improved = False
         for i in [i for i, f in enumerate(fused) if f]:
             trial = list(fused)
             trial[i] = False
-            peak = _peak(entries, inputs, trial, update_factor)
+            peak = _peak(entries, inputs, trial, cost)
             if peak < best:
                 best, candidate, improved = peak, trial, True
         if improved:
@@ -187,11 +210,27 @@ def plan(model, batch_size, optimizer=None, update_factor=None):
     if stock <= best:  # deferring everything is the stock schedule
         fused, best = [False] * len(entries), stock
     entries = tuple(dataclasses.replace(e, fused=f) for e, f in zip(entries, fused))
-    return MemoryPlan(batch_size, entries, stock, best, float(update_factor))
+    return MemoryPlan(batch_size, entries, stock, best, float(update_factor), block,
+                      type(optimizer).__name__ if optimizer is not None else None)
 
 
-def _peak(entries, inputs, fused, factor):
-    """Predicted peak of (live activations + dY + dX + live dW + update temporaries)."""
+@dataclasses.dataclass(frozen=True)
+class _UpdateCost:
+    """Temporaries of one update: ``factor`` times the variable, or times one block."""
+
+    factor: float
+    block_bytes: int = None
+
+    def __call__(self, variable_bytes):
+        if self.block_bytes:
+            variable_bytes = min(variable_bytes, self.block_bytes)
+        return self.factor * variable_bytes
+
+
+def _peak(entries, inputs, fused, cost):
+    """Predicted peak of (live activations + dY + dX + live dW + update temporaries).
+
+    Stock Keras applies Keras' own update to whole variables (``cost`` without blocks)."""
     peak = 0
     deferred = 0
     for i in range(len(entries) - 1, -1, -1):
@@ -199,15 +238,15 @@ def _peak(entries, inputs, fused, factor):
         live = inputs + sum(x.activation_bytes for x in entries[: i + 1])
         step = live + e.activation_bytes + e.dx_bytes + deferred + e.dw_bytes
         if fused[i]:
-            step += factor * e.dw_bytes
+            step += cost(e.dw_bytes)
         else:
             deferred += e.dw_bytes
         peak = max(peak, step)
     biggest = max([e.dw_bytes for e, f in zip(entries, fused) if not f], default=0)
-    return int(max(peak, deferred + factor * biggest))
+    return int(max(peak, deferred + cost(biggest)))
 
 
-def measure_update_factor(optimizer, elements=1 << 16):
+def measure_update_factor(optimizer, elements=inplace.BLOCK_BYTES // 4):
     """Bytes of temporaries of one ``optimizer`` update per byte of the variable.
 
     Measured with TensorFlow's allocator on a copy of the optimizer updating a probe

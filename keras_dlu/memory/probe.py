@@ -1,14 +1,14 @@
-"""Stock vs optimized step peaks measured in a fresh, single-scheduled process.
+"""Stock vs optimized step peaks measured in a fresh process.
 
 The peak of one training step depends on the order in which TensorFlow's executor runs
-independent ops: with several inter-op threads, stock ``fit``'s peak on a small VGG-style
-model moves between steps (6-12 MiB for an 8 MiB median), and other work in the same
-process (earlier tests' tensors, a warm allocator) shifts it further. ``isolated_peaks``
-therefore measures in a new Python process that sets one inter-op thread before
-TensorFlow initialises (intra-op parallelism inside each kernel is kept), so the schedule,
-and with it the allocator's peak, is the same every step. Stock and optimized steps run
-on the same model and batch and are interleaved (stock, optimized, stock, ...), so the
-step-time ratio of the medians sees the same machine noise on both sides.
+independent ops and on what the allocator already holds, so each measurement runs in a
+new Python process. ``threads=None`` keeps TensorFlow's default threading (what users
+run); ``threads=1`` sets one inter-op thread before TensorFlow initialises (intra-op
+parallelism inside each kernel is kept), which fixes the executor's schedule. ``kinds``
+chooses what the process trains: one kind alone (a process per kind: its allocator sees
+only that step, as in a user's ``fit``) or both, interleaved (stock, optimized, stock,
+...) on the same model and batch, so the step-time ratio of the medians sees the same
+machine noise on both sides.
 
 Run as ``python -m keras_dlu.memory.probe '<json spec>'``; it prints one JSON line.
 """
@@ -19,8 +19,11 @@ import subprocess
 import sys
 
 
+KINDS = ("stock", "optimized")
+
+
 def isolated_peaks(model, batch_size, model_kwargs=None, optimizer=None, repeats=5,
-                   fuse_update=True, timeout=600):
+                   fuse_update=True, timeout=600, threads=None, kinds=KINDS):
     """Measures stock and optimized training steps of a ``keras_dlu.memory.models`` model.
 
     Args:
@@ -32,15 +35,27 @@ def isolated_peaks(model, batch_size, model_kwargs=None, optimizer=None, repeats
         repeats: measured steps of each kind, after one warm-up step each.
         fuse_update: passed to ``optimized_train_function``.
         timeout: seconds before the subprocess is abandoned.
+        threads: None (default: TensorFlow's default threading) or a positive int of
+            inter-op threads.
+        kinds: a non-empty subset of ``("stock", "optimized")``, the steps trained (in
+            this order, interleaved).
 
     Returns:
-        A dict with lists ``stock_peaks``, ``optimized_peaks`` (bytes above resident)
-        and ``stock_seconds``, ``optimized_seconds``, one entry per repeat.
+        A dict with lists ``<kind>_peaks`` (bytes above resident) and ``<kind>_seconds``
+        for each kind, one entry per repeat, and ``<kind>_fallback`` (None when the
+        rewritten step ran; only for "optimized").
     """
+    kinds = tuple(kinds)
+    if not kinds or any(k not in KINDS for k in kinds) or len(set(kinds)) != len(kinds):
+        raise ValueError(f"kinds must be a non-empty subset of {KINDS}; received {kinds!r}.")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
+                                or threads < 1):
+        raise ValueError(f"threads must be None or a positive int; received {threads!r}.")
     spec = dict(model=model, batch_size=int(batch_size), model_kwargs=model_kwargs or {},
                 optimizer=optimizer or {"class_name": "SGD",
                                         "config": {"learning_rate": 0.01}},
-                repeats=int(repeats), fuse_update=bool(fuse_update))
+                repeats=int(repeats), fuse_update=bool(fuse_update), threads=threads,
+                kinds=list(kinds))
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
@@ -55,13 +70,14 @@ def _main(spec):
     from keras_dlu.utils import quiet_tensorflow
 
     tf = quiet_tensorflow()
-    tf.config.threading.set_inter_op_parallelism_threads(1)
+    if spec["threads"]:
+        tf.config.threading.set_inter_op_parallelism_threads(spec["threads"])
     import time
 
     import keras
     import numpy as np
 
-    from keras_dlu.memory import models
+    from keras_dlu.memory import models, unsupported_reason
     from keras_dlu.memory.measure import optimized_train_function, stock_train_function
 
     keras.utils.set_random_seed(0)
@@ -74,11 +90,12 @@ def _main(spec):
     x = rng.normal(size=(size,) + tuple(model.inputs[0].shape[1:])).astype("float32")
     y = rng.integers(0, 10, size=(size,))
     iterator = iter(tf.data.Dataset.from_tensors((x, y)).repeat())
-    functions = {
-        "stock": stock_train_function(model),
-        "optimized": optimized_train_function(model, size, spec["fuse_update"]),
-    }
+    make = {"stock": lambda: stock_train_function(model),
+            "optimized": lambda: optimized_train_function(model, size, spec["fuse_update"])}
+    functions = {kind: make[kind]() for kind in spec["kinds"]}
     result = {f"{k}_{m}": [] for k in functions for m in ("peaks", "seconds")}
+    if "optimized" in functions:
+        result["optimized_fallback"] = unsupported_reason(model)
     device = "GPU:0" if tf.config.list_logical_devices("GPU") else "CPU:0"
     for function in functions.values():  # trace and warm up
         function(iterator)["loss"].numpy()

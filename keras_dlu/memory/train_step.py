@@ -72,8 +72,10 @@ def _forward(model, x):
     return functional_module.unpack_singleton(outputs), records
 
 
-def _apply_without_increment(optimizer, grads, variables):
-    """``optimizer.apply`` for a group of variables, without the iteration increment."""
+def _apply_without_increment(optimizer, grads, variables, owned=False):
+    """``optimizer.apply`` for a group of variables, without the iteration increment.
+
+    ``owned``: no other op reads the gradient tensors (see ``inplace.apply``)."""
     pairs = [(g, v) for g, v in zip(grads, variables) if g is not None]
     if not pairs:
         return []
@@ -89,13 +91,20 @@ def _apply_without_increment(optimizer, grads, variables):
             if scale is not None:
                 grads = [g / scale for g in grads]
             if inplace.supported(optimizer):
-                inplace.apply(optimizer, grads, variables)
+                inplace.apply(optimizer, grads, variables, owned=owned)
             else:
                 optimizer._backend_apply_gradients(grads, variables)
             for variable in variables:
                 if variable.constraint is not None:
                     variable.assign(variable.constraint(variable))
     return graph.get_operations()[first:]
+
+
+def _owned(dws, grads, seeds):
+    """True when no dW tensor is also a dX, a seed or another variable's dW."""
+    others = {id(t) for ts in grads.values() for t in ts} | {id(t) for t in seeds}
+    ids = [id(g) for g in dws]
+    return len(set(ids)) == len(ids) and not others.intersection(ids)
 
 
 def _group(ops_or_tensors):
@@ -173,7 +182,8 @@ class _Backward:
                     # variable is updated in place; the next node waits for the update.
                     with tf.control_dependencies(_group(dxs) if targets else []):
                         updates = _apply_without_increment(
-                            optimizer, [g for _, g in ready], [w for w, _ in ready]
+                            optimizer, [g for _, g in ready], [w for w, _ in ready],
+                            owned=_owned([g for _, g in ready], grads, seeds),
                         )
                     deps = _group(updates)
                     all_updates.extend(deps)
@@ -185,7 +195,8 @@ class _Backward:
             all_updates.extend(
                 _group(
                     _apply_without_increment(
-                        optimizer, [pending[id(v)][0] for v in order], order
+                        optimizer, [pending[id(v)][0] for v in order], order,
+                        owned=_owned([pending[id(v)][0] for v in order], grads, []),
                     )
                 )
             )

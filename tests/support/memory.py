@@ -36,6 +36,21 @@ def train(build, optimizer, callbacks=(), epochs=2, batch_size=16, steps_per_exe
     return model, history.history, out.getvalue()
 
 
+def train_optimized(build, optimizer, callback=None, **kwargs):
+    """``train`` with a ``MemoryOptimizer``, asserting that the rewritten step ran.
+
+    The plan is made when the rewritten step is traced, so a plan and no fallback
+    reason prove that ``fit`` ran the restructured step, not stock's.
+    """
+    from keras_dlu.callbacks import MemoryOptimizer
+
+    callback = callback or MemoryOptimizer(verbose=0)
+    model, history, printed = train(build, optimizer, callbacks=[callback], **kwargs)
+    assert callback.fallback_reason is None, callback.fallback_reason
+    assert callback.plan is not None, "the rewritten train step was never traced"
+    return model, history, printed
+
+
 def max_weight_difference(a, b):
     """Largest absolute difference over all weights (trainable and not) of two models."""
     return max(
