@@ -38,6 +38,9 @@ namespace {
 // by the caller's Buffer and freed with it.
 constexpr size_t kMaxCachedBytes = size_t{1} << 25;
 
+// Elements per group of rows in the row passes (fits in L1 with its int32 copy).
+constexpr int64_t kGroupElements = 4096;
+
 struct Buffer {
   std::unique_ptr<int8_t[]> owned;
   int8_t* ptr = nullptr;
@@ -112,43 +115,52 @@ void QuantizeOperand(const float* x, int64_t rows, int64_t cols, bool by_row, bo
   uint8_t* bad = out->bad.data();
   int64_t* sums = out->sums.data();
   std::memset(histogram, 0, sizeof(int64_t) * kHistogramBins);
+  // Rows go in groups of about kGroupElements elements: narrow matrices (convolution
+  // patches, few output channels) would otherwise pay each pass's per-call cost per row.
+  const int64_t group = std::max<int64_t>(1, kGroupElements / std::max<int64_t>(cols, 1));
+  const int64_t groups = (rows + group - 1) / group;
 #pragma omp parallel num_threads(threads)
   {
     PairHistogram local;
-    std::vector<int32_t> q(cols);
+    std::vector<int32_t> q_buffer(group * cols);
     std::vector<int64_t> col_sums((want_sums && !by_row) ? cols : 0, 0);
     std::vector<uint8_t> col_bad(by_row ? 0 : cols, 0);
 #pragma omp for schedule(static)
-    for (int64_t r = 0; r < rows; ++r) {
-      const float* xr = x + r * cols;
-      const bool any_bad = local.AddRow(xr, cols);
-      QuantizeRow(xr, cols, exponent, bits, stochastic, seed, r * cols, q.data());
+    for (int64_t g = 0; g < groups; ++g) {
+      const int64_t r0 = g * group, r1 = std::min(rows, r0 + group);
+      const float* xg = x + r0 * cols;
+      const int64_t elements = (r1 - r0) * cols;
+      const bool any_bad = local.AddRow(xg, elements);
+      QuantizeRow(xg, elements, exponent, bits, stochastic, seed, r0 * cols, q_buffer.data());
       if (any_bad) {
-        if (by_row) {
-          bad[r] = 1;
-        } else {
+        for (int64_t r = r0; r < r1; ++r)
           for (int64_t c = 0; c < cols; ++c)
-            if (!IsFiniteValue(xr[c])) col_bad[c] = 1;
-        }
+            if (!IsFiniteValue(x[r * cols + c])) (by_row ? bad[r] : col_bad[c]) = 1;
       }
-      int8_t* hr = hi + r * stride;
-      if (bits == 8) {
-        for (int64_t c = 0; c < cols; ++c)
-          hr[c] = static_cast<int8_t>(static_cast<uint8_t>(q[c] + digit_shift));
-      } else {
-        int8_t* lr = lo + r * stride;
-        for (int64_t c = 0; c < cols; ++c) {
-          hr[c] = static_cast<int8_t>(static_cast<uint8_t>((q[c] >> 8) + digit_shift));
-          lr[c] = static_cast<int8_t>(static_cast<uint8_t>((q[c] & 0xff) - 128 + digit_shift));
-        }
+      if (bits == 8) {  // stored like x: one flat run
+        int8_t* out_g = hi + r0 * cols;
+        for (int64_t e = 0; e < elements; ++e)
+          out_g[e] = static_cast<int8_t>(static_cast<uint8_t>(q_buffer[e] + digit_shift));
       }
-      if (!want_sums) continue;
-      if (by_row) {
-        int64_t row_sum = 0;
-        for (int64_t c = 0; c < cols; ++c) row_sum += q[c] - sum_shift;
-        sums[r] = row_sum;
-      } else {
-        for (int64_t c = 0; c < cols; ++c) col_sums[c] += q[c] - sum_shift;
+      for (int64_t r = r0; r < r1; ++r) {
+        const int32_t* q = q_buffer.data() + (r - r0) * cols;
+        if (bits == 16) {
+          int8_t* hr = hi + r * stride;
+          int8_t* lr = lo + r * stride;
+          for (int64_t c = 0; c < cols; ++c) {
+            hr[c] = static_cast<int8_t>(static_cast<uint8_t>((q[c] >> 8) + digit_shift));
+            lr[c] = static_cast<int8_t>(
+                static_cast<uint8_t>((q[c] & 0xff) - 128 + digit_shift));
+          }
+        }
+        if (!want_sums) continue;
+        if (by_row) {
+          int64_t row_sum = 0;
+          for (int64_t c = 0; c < cols; ++c) row_sum += q[c] - sum_shift;
+          sums[r] = row_sum;
+        } else {
+          for (int64_t c = 0; c < cols; ++c) col_sums[c] += q[c] - sum_shift;
+        }
       }
     }
 #pragma omp critical
@@ -164,8 +176,9 @@ void QuantizeOperand(const float* x, int64_t rows, int64_t cols, bool by_row, bo
   }
 }
 
-// Rows [i0, i1) of the product: row_value(i, int32_or_int64* row) gives the exact integers,
-// scaled by 2**exponent, NaN where a row/column is bad; adds to the product histogram.
+// Rows [i0, i1) of the product: row_value(i, int32_or_int64* row) writes row i's exact
+// integers into `row`; they are scaled by 2**exponent, NaN where a row/column is bad, and
+// added to the product histogram.
 template <typename Acc, typename RowValue>
 void FinalizeRows(int64_t i0, int64_t i1, int64_t n, int exponent, const Operand& a,
                   const std::vector<int64_t>& bad_cols, RowValue row_value, bool small,
@@ -174,20 +187,27 @@ void FinalizeRows(int64_t i0, int64_t i1, int64_t n, int exponent, const Operand
   // int32 values: a float scale is exact when no result leaves float's normal range;
   // int64 values: `small` when the depth keeps every |value| below 2**51.
   const bool float_exact = sizeof(Acc) == 4 ? FloatScaleIsExact(exponent, 31) : small;
+  const int64_t group = std::max<int64_t>(1, kGroupElements / std::max<int64_t>(n, 1));
+  const int64_t groups = (i1 - i0 + group - 1) / group;
 #pragma omp parallel num_threads(threads)
   {
     PairHistogram local;
-    std::vector<Acc> values(n);
+    std::vector<Acc> values(group * n);
 #pragma omp for schedule(static)
-    for (int64_t i = i0; i < i1; ++i) {
-      float* row = product + i * n;
-      if (a.bad[i]) {
-        std::fill(row, row + n, nan);
-        continue;  // NaNs fall in no bin
+    for (int64_t g = 0; g < groups; ++g) {
+      const int64_t r0 = i0 + g * group, r1 = std::min(i1, r0 + group);
+      for (int64_t i = r0; i < r1; ++i) row_value(i, values.data() + (i - r0) * n);
+      float* out = product + r0 * n;
+      ScaleRow(values.data(), (r1 - r0) * n, exponent, float_exact, out);
+      for (int64_t i = r0; i < r1; ++i) {
+        float* row = product + i * n;
+        if (a.bad[i]) {
+          std::fill(row, row + n, nan);
+        } else {
+          for (const int64_t j : bad_cols) row[j] = nan;
+        }
       }
-      ScaleRow(row_value(i, values.data()), n, exponent, float_exact, row);
-      for (const int64_t j : bad_cols) row[j] = nan;
-      local.AddRow(row, n);
+      local.AddRow(out, (r1 - r0) * n);  // NaNs fall in no bin
     }
 #pragma omp critical
     local.Fold(histogram);
@@ -259,7 +279,6 @@ void DluMatmulCpu(const DluMatmulArgs& args) {
           [&](int64_t i, int32_t* out) {
             const int32_t* row = p0 + (i - i0) * n;
             for (int64_t j = 0; j < n; ++j) out[j] = row[j] + col_add32[j];
-            return static_cast<const int32_t*>(out);
           },
           true, threads, args.product, histogram);
       continue;
@@ -277,7 +296,6 @@ void DluMatmulCpu(const DluMatmulArgs& args) {
             for (int64_t j = 0; j < n; ++j)
               out[j] = 65536 * int64_t{p0[at + j]} + 256 * int64_t{p1[at + j]} + p2[at + j] +
                        row_add + col_add[j];
-            return static_cast<const int64_t*>(out);
           },
           small, threads, args.product, histogram);
       continue;
@@ -309,7 +327,6 @@ void DluMatmulCpu(const DluMatmulArgs& args) {
           const int64_t at = (i - i0) * n;
           const int64_t row_add = bits == 16 ? 128 * ra[i] + constant : 0;
           for (int64_t j = 0; j < n; ++j) out[j] = acc[at + j] + row_add + col_add[j];
-          return static_cast<const int64_t*>(out);
         },
         small, threads, args.product, histogram);
   }
