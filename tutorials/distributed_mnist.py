@@ -54,14 +54,16 @@ def main(argv=None):
                                           fusion_threshold_bytes=2**20)
     model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
-    callbacks = [BroadcastGlobalVariables(root_rank=0), MetricAverage(),
+    average = MetricAverage()  # logs the job-wide mean; this rank's own values in local_logs
+    callbacks = [BroadcastGlobalVariables(root_rank=0), average,
                  LearningRateWarmup(warmup_epochs=1)]
     history = model.fit(x_local, y_local, batch_size=32, epochs=epochs, callbacks=callbacks,
                         verbose=2 if rank == 0 else 0)
     _, accuracy = model.evaluate(x_test, y_test, verbose=0)
     weights_sum = float(sum(np.sum(w) for w in model.get_weights()))
     summary = {"rank": rank, "size": size, "test_accuracy": float(accuracy),
-               "loss": history.history["loss"], "weights_sum": weights_sum}
+               "loss": history.history["loss"], "local_loss": average.local_logs["loss"],
+               "weights_sum": weights_sum}
     if rank == 0:
         model.save(os.path.join(reports_dir(), "distributed_mnist.keras"))
         print(f"{size} ranks: test accuracy {accuracy:.4f}")

@@ -86,12 +86,18 @@ class MetricAverage(_ConfigurableCallback):
     """Replaces each epoch's logged metrics by their average over all ranks.
 
     Place it before callbacks that read the logs (checkpointing, early stopping) so they
-    see the job-wide value. Keys are reduced in sorted order under fixed names.
+    see the job-wide value. Keys are reduced in sorted order under fixed names. This rank's
+    own values of the last epoch stay in ``local_logs``.
     """
+
+    def __init__(self):
+        super().__init__()
+        self.local_logs = {}
 
     def on_epoch_end(self, epoch, logs=None):
         if not logs:
             return
+        self.local_logs = dict(logs)
         hvd = api.require_initialized("MetricAverage")
         keys = sorted(k for k, v in logs.items() if np.ndim(v) == 0 and
                       isinstance(float(v), float))

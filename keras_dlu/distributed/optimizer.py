@@ -45,8 +45,10 @@ class DistributedOptimizer(keras.optimizers.Optimizer):
         optimizer: the Keras 3 optimizer to wrap (an instance, or anything
             ``keras.optimizers.get`` accepts): Adam, SGD, SDProp, Proxtone,
             ``LossScaleOptimizer``...
-        fusion_threshold_bytes: largest fused bucket of small gradients (default 128 MiB,
-            Horovod's fusion buffer: at small np one large collective beats several).
+        fusion_threshold_bytes: largest fused bucket of small gradients (default 4 MiB:
+            buckets leave while back-propagation continues instead of one bucket at its
+            end; buckets that are ready together are fused again in Horovod's buffer, so
+            small buckets cost little. ``benchmarks/distributed.py`` compares 25 MiB).
         first_bucket_bytes: largest first bucket, launched first (default 1 MiB).
         priority: ``"forward"`` (default): each variable is updated as soon as its bucket
             is averaged; ``"after_all"``: updates wait for every bucket (the classic
@@ -65,7 +67,7 @@ class DistributedOptimizer(keras.optimizers.Optimizer):
 
     is_distributed_wrapper = True
 
-    def __init__(self, optimizer, fusion_threshold_bytes=128 * MiB, first_bucket_bytes=MiB,
+    def __init__(self, optimizer, fusion_threshold_bytes=4 * MiB, first_bucket_bytes=MiB,
                  priority="forward", large_tensor_bytes=64 * MiB,
                  large_tensor_strategy="auto", segment_bytes=16 * MiB,
                  compression=None, backward_passes_per_step=1, name=None, **kwargs):
@@ -229,8 +231,7 @@ class DistributedOptimizer(keras.optimizers.Optimizer):
         wire = tf.float16 if self.compression == "fp16" and dtype.is_floating else dtype
         if bucket.kind == "fused":
             # One grouped allreduce: Horovod fuses the group in its own fusion buffer (a
-            # single negotiated collective), so no tf.concat / tf.split copies here
-            # (measured: about 10% less communication time per step than concat + allreduce).
+            # single negotiated collective), so no tf.concat / tf.split copies here.
             wired = [tf.cast(part, wire) for part in parts]
             if len(wired) == 1:
                 out = [hvd.allreduce(wired[0], op=hvd.Average, name=name,

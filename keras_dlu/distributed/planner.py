@@ -24,9 +24,7 @@ LARGE_TENSOR_STRATEGIES = ("reduce_scatter", "allreduce")
 AUTO = "auto"
 # At most this many ranks, "auto" sends large tensors by plain allreduce: a ring allreduce is
 # already reduce-scatter + all-gather inside gloo/NCCL, so the explicit pair only adds a
-# second collective, a negotiation and a pad per segment (measured at np=2 on this
-# project's machine: reduce-scatter + all-gather segments made the MLP step about 15-20%
-# slower than allreduce segments, benchmarks/distributed.py).
+# second collective, a negotiation and a pad per segment.
 AUTO_ALLREDUCE_MAX_RANKS = 2
 
 
@@ -96,7 +94,7 @@ def resolve_strategy(value, ranks):
     return "allreduce" if ranks <= AUTO_ALLREDUCE_MAX_RANKS else "reduce_scatter"
 
 
-def plan_buckets(tensor_sizes, itemsizes, fusion_threshold_bytes=128 * 2**20,
+def plan_buckets(tensor_sizes, itemsizes, fusion_threshold_bytes=4 * 2**20,
                  first_bucket_bytes=2**20, large_tensor_bytes=64 * 2**20,
                  segment_bytes=16 * 2**20, large_tensor_strategy="reduce_scatter"):
     """Plans the buckets of one step.
@@ -105,8 +103,8 @@ def plan_buckets(tensor_sizes, itemsizes, fusion_threshold_bytes=128 * 2**20,
         tensor_sizes: number of elements of each gradient, in ``trainable_variables``
             order (forward layer order).
         itemsizes: bytes per element of each gradient.
-        fusion_threshold_bytes: largest fused bucket (default 128 MiB, Horovod's fusion
-            buffer).
+        fusion_threshold_bytes: largest fused bucket (default 4 MiB, as
+            :class:`~keras_dlu.distributed.DistributedOptimizer`).
         first_bucket_bytes: largest first fused bucket (default 1 MiB).
         large_tensor_bytes: tensors at least this large are not fused but segmented
             (default 64 MiB).

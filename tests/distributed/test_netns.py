@@ -44,9 +44,10 @@ def gbits(rate):
 def test_loopback_runs_at_the_requested_rate():
     require_namespaces()
     one, ten, unlimited = gbits("1gbit"), gbits("10gbit"), gbits("unlimited")
-    assert 0.6 < one < 1.3, one
-    assert 3 < ten < 13 or ten > 3 * one, ten  # 2 shared cores may not fill 10 Gbit/s
-    assert unlimited > 2 * one, (one, unlimited)
+    # never above the limit; the lower bounds leave room for 2 heavily shared cores
+    assert 0.3 < one < 1.25, one
+    assert ten < 12.5 and ten > 1.5 * one, (one, ten)
+    assert unlimited > 1.5 * one, (one, unlimited)
 
 
 def test_the_namespace_is_private_and_its_processes_end_with_the_timeout(tmp_path):

@@ -81,12 +81,19 @@ def test_auto_strategy_is_allreduce_at_two_ranks_and_reduce_scatter_above():
         plan_buckets([4], [4], large_tensor_strategy="auto")  # resolved before planning
 
 
-def test_default_plan_of_the_benchmark_mlp_is_two_fused_collectives():
-    # MLP 784-1024-1024-10 (7.4 MB of float32 gradients): the capped first bucket, then one
-    # fused bucket; nothing is segmented at the defaults (large tensors start at 64 MiB).
+def test_default_plan_of_the_benchmark_models_leaves_while_back_propagation_continues():
+    # MLP 784-1024-1024-10 (7.4 MB of float32 gradients): the capped first bucket, then 4 MiB
+    # buckets, so the last layers' gradients leave before the first layer's exist; nothing
+    # is segmented at the defaults (large tensors start at 64 MiB).
     sizes = [784 * 1024, 1024, 1024 * 1024, 1024, 1024 * 10, 10]
     buckets = plan_buckets(sizes, [4] * 6)
-    assert [b.kind for b in buckets] == ["fused", "fused"]
-    assert [b.variable_indices for b in buckets] == [[3, 4, 5], [0, 1, 2]]
+    assert [b.kind for b in buckets] == ["fused", "fused", "fused"]
+    assert [b.variable_indices for b in buckets] == [[3, 4, 5], [2], [0, 1]]
+    # The benchmark's VGG-style CNN: the dense 2048x512 kernel (4 MiB) travels apart from
+    # the convolutions, which back-propagation produces after it.
+    cnn = [3 * 3 * 3 * 32, 32, 9 * 32 * 32, 32, 9 * 32 * 64, 64, 9 * 64 * 64, 64,
+           9 * 64 * 128, 128, 9 * 128 * 128, 128, 2048 * 512, 512, 512 * 10, 10]
+    groups = [b.variable_indices for b in plan_buckets(cnn, [4] * 16)]
+    assert groups == [[13, 14, 15], [12], list(range(12))]
     large = plan_buckets([40 * 2**20], [4])  # 160 MiB: 16 MiB segments
     assert len(large) == 10 and all(b.nbytes == 16 * 2**20 for b in large)

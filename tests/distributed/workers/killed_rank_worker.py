@@ -1,5 +1,8 @@
 """horovodrun worker: the last rank kills itself mid-training (SIGKILL, no clean-up).
 
+Trains with two steps per traced call (``ForwardOverlap``), the schedule in which a
+collective of one step may still be in flight while the next step runs.
+
 The surviving ranks must not hang: they (or the launcher) end the job with a non-zero
 status and a message. Each rank records when the kill happens, for the test's clock.
 """
@@ -15,7 +18,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import keras_dlu.distributed as dist  # noqa: E402
-from keras_dlu.callbacks import BroadcastGlobalVariables  # noqa: E402
+from keras_dlu.callbacks import BroadcastGlobalVariables, ForwardOverlap  # noqa: E402
 
 dist.init()
 RANK, SIZE = dist.rank(), dist.size()
@@ -24,15 +27,16 @@ OUT = os.environ["KERAS_DLU_TEST_OUT"]
 
 class KillAtBatch(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
-        if batch == 5 and RANK == SIZE - 1:
+        if batch >= 5 and RANK == SIZE - 1:  # batch counts by steps_per_execution
             with open(os.path.join(OUT, "killed_at"), "w") as f:
                 f.write(repr(time.time()))
             os.kill(os.getpid(), signal.SIGKILL)
 
 
 model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(32), keras.layers.Dense(1)])
-model.compile(optimizer=dist.DistributedOptimizer(keras.optimizers.SGD(0.01)), loss="mse")
+model.compile(optimizer=dist.DistributedOptimizer(keras.optimizers.SGD(0.01)), loss="mse",
+              steps_per_execution=2)
 x = np.random.default_rng(RANK).normal(size=(4000, 8)).astype("float32")
 model.fit(x, x[:, :1], batch_size=4, epochs=1, verbose=0,
-          callbacks=[BroadcastGlobalVariables(0), KillAtBatch()])
+          callbacks=[BroadcastGlobalVariables(0), ForwardOverlap(), KillAtBatch()])
 print(f"rank {RANK}: training finished although a peer was killed", flush=True)

@@ -19,7 +19,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import keras_dlu.distributed as dist  # noqa: E402
-from keras_dlu.callbacks import BroadcastGlobalVariables, MetricAverage  # noqa: E402
+from keras_dlu.callbacks import BroadcastGlobalVariables, ForwardOverlap, MetricAverage  # noqa: E402
+from keras_dlu.optimizers.sdprop import SDProp  # noqa: E402  (must take part: no fallback)
 from tests.support.horovod import write_result  # noqa: E402
 
 QUICK = "--quick" in sys.argv
@@ -30,17 +31,15 @@ RANK, SIZE = dist.rank(), dist.size()
 
 
 def optimizers():
-    factories = {"sgd": lambda: keras.optimizers.SGD(0.05, momentum=0.5),
-                 "adam": lambda: keras.optimizers.Adam(0.01)}
-    try:
-        from keras_dlu.optimizers.sdprop import SDProp
-        factories["sdprop"] = lambda: SDProp(0.01)
-    except ImportError:
-        pass
-    return factories
+    return {"sgd": lambda: keras.optimizers.SGD(0.05, momentum=0.5),
+            "adam": lambda: keras.optimizers.Adam(0.01), "sdprop": lambda: SDProp(0.01)}
 
 
-CONFIGS = {  # together: several fusion thresholds, segment sizes, both large-tensor strategies
+CONFIGS = {  # together: several fusion thresholds, segment sizes, both large-tensor strategies,
+    # the default plan, and several steps per traced call with ForwardOverlap ("spe"; 3 steps
+    # per epoch at spe=2: one overlapped call, then Keras' own function for the last step)
+    "default": {},
+    "forward_overlap": {"spe": 2, "fusion_threshold_bytes": 200, "first_bucket_bytes": 64},
     "fused_and_reduce_scatter": {"fusion_threshold_bytes": 200, "first_bucket_bytes": 64,
                                  "large_tensor_bytes": 256, "segment_bytes": 100,
                                  "large_tensor_strategy": "reduce_scatter"},
@@ -77,13 +76,17 @@ def flat(model):
 
 def distributed_fit(factory, config, rounds=1, callbacks=(), passes=1):
     """One epoch over ``rounds * STEPS`` local batches."""
+    config = dict(config)
+    spe = config.pop("spe", 1)
     model = build_model(100 + RANK)  # different initial weights on every rank
     model.compile(optimizer=dist.DistributedOptimizer(factory(), backward_passes_per_step=passes,
-                                                      **config), loss="mse")
+                                                      **config), loss="mse",
+                  steps_per_execution=spe)
     x, y = global_data(STEPS * rounds)
+    overlap = [ForwardOverlap()] if spe > 1 else []
     history = model.fit(local_slice(x, STEPS * rounds), local_slice(y, STEPS * rounds),
                         batch_size=BATCH, shuffle=False, verbose=0,
-                        callbacks=[BroadcastGlobalVariables(0), *callbacks])
+                        callbacks=[BroadcastGlobalVariables(0), *overlap, *callbacks])
     return model, history
 
 
@@ -142,10 +145,12 @@ if not QUICK:
     model, _ = distributed_fit(lso, {"large_tensor_bytes": 256, "segment_bytes": 100})
     result["loss_scale_diff"] = max_diff(flat(model), flat(reference_fit(lso)))
 
-    # Metric averaging: every rank logs the same (job-wide) loss.
+    # Metric averaging: every rank logs the mean of the ranks' own losses.
+    average = MetricAverage()
     model, history = distributed_fit(lambda: keras.optimizers.Adam(0.01), {},
-                                     callbacks=[MetricAverage()])
+                                     callbacks=[average])
     result["averaged_loss"] = history.history["loss"][0]
+    result["local_loss"] = average.local_logs["loss"]
 
     # Checkpoint by rank 0, restored on all ranks, continues like an uninterrupted run.
     adam = lambda: keras.optimizers.Adam(0.01)  # noqa: E731
@@ -164,13 +169,17 @@ if not QUICK:
     result["checkpoint_diff"] = max_diff(flat(restored), flat(uninterrupted))
     result["checkpoint_reference_diff"] = max_diff(flat(restored), flat(reference_fit(adam, rounds=2)))
 
-    # Different model shapes per rank: a ValueError naming the variable, on every rank.
-    mismatched = build_model(1, hidden=16 + RANK)
-    mismatched.compile(optimizer=dist.DistributedOptimizer(keras.optimizers.SGD()), loss="mse")
-    try:
-        mismatched.fit(np.zeros((4, FEATURES)), np.zeros((4, 1)), verbose=0)
-        result["mismatch_error"] = None
-    except ValueError as error:
-        result["mismatch_error"] = str(error)
+    # Different model shapes per rank: a ValueError naming the variable, on every rank,
+    # with one step per call and with several (ForwardOverlap's traced function).
+    for key, spe in (("mismatch_error", 1), ("mismatch_error_overlap", 2)):
+        mismatched = build_model(1, hidden=16 + RANK)
+        mismatched.compile(optimizer=dist.DistributedOptimizer(keras.optimizers.SGD()),
+                           loss="mse", steps_per_execution=spe)
+        try:
+            mismatched.fit(np.zeros((8, FEATURES)), np.zeros((8, 1)), batch_size=4, verbose=0,
+                           callbacks=[ForwardOverlap()] if spe > 1 else [])
+            result[key] = None
+        except ValueError as error:
+            result[key] = str(error)
 
 write_result(RANK, result)
