@@ -11,7 +11,10 @@ per bucket. Each collective depends only on its own bucket's gradients, so Tenso
 executor launches it as soon as back-propagation has produced them (last layers first)
 while earlier layers are still differentiating; each variable's update depends only on
 its own bucket, so with ``priority="forward"`` the first layers' weights are updated as
-soon as their (small, early-fused) buckets arrive, without waiting for the rest.
+soon as their (small, early-fused) buckets arrive, without waiting for the rest. For the
+next step's forward pass to use that, several steps must share one traced graph:
+``compile(steps_per_execution=K)`` with the :class:`keras_dlu.callbacks.ForwardOverlap`
+callback (:mod:`keras_dlu.distributed.overlap`).
 """
 
 import keras
