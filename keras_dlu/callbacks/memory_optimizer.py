@@ -9,6 +9,7 @@ soon as the weight gradient exists, so the allocator can reuse the buffer.
 import keras
 
 from keras_dlu.memory.compat import unsupported_reason
+from keras_dlu.memory.keras_internals import make_train_function
 from keras_dlu.memory.planner import measure_update_factor
 from keras_dlu.memory.planner import plan as make_plan
 from keras_dlu.memory.train_step import make_train_step
@@ -81,8 +82,8 @@ class MemoryOptimizer(keras.callbacks.Callback):
             model.optimizer.build(model.trainable_variables)
         factor = measure_update_factor(model.optimizer)
         self._stock_function = model.train_function
-        model.train_function = model._make_function(
-            make_train_step(model, self._plan_for(factor), fuse_update=self.fuse_update)
+        model.train_function = make_train_function(
+            model, make_train_step(model, self._plan_for(factor), fuse_update=self.fuse_update)
         )
 
     def on_train_end(self, logs=None):

@@ -5,11 +5,10 @@ Each rule names a case where applying updates layer by layer would change what s
 to restructure it safely. ``MemoryOptimizer`` prints the reason and leaves ``fit`` stock.
 """
 
-from keras.src.backend.tensorflow.trainer import TensorFlowTrainer
-from keras.src.optimizers import base_optimizer
-from keras.src.optimizers.loss_scale_optimizer import LossScaleOptimizer
+import keras
 
-from keras_dlu.memory.train_step import layer_graph
+from keras_dlu.memory import keras_internals as internals
+from keras_dlu.memory.keras_internals import layer_graph
 
 _BASE_APPLY = ("apply", "apply_gradients", "_backend_apply_gradients")
 
@@ -23,7 +22,7 @@ def _optimizer_reason(optimizer):
             f"the optimizer {cls.__name__} is a distributed wrapper; its gradient "
             "exchange needs every gradient of the step"
         )
-    if isinstance(optimizer, LossScaleOptimizer):
+    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
         return (
             "LossScaleOptimizer checks all gradients for overflow before any update"
         )
@@ -36,7 +35,7 @@ def _optimizer_reason(optimizer):
     if getattr(optimizer, "gradient_accumulation_steps", None):
         return "gradient_accumulation_steps is not supported by the fused update"
     for name in _BASE_APPLY:
-        if getattr(cls, name) is not getattr(base_optimizer.BaseOptimizer, name):
+        if getattr(cls, name) is not getattr(keras.optimizers.Optimizer, name):
             return f"the optimizer {cls.__name__} overrides {name}()"
     return None
 
@@ -50,9 +49,9 @@ def unsupported_reason(model):
     Returns:
         A sentence, or None.
     """
-    if not isinstance(model, TensorFlowTrainer):
+    if keras.backend.backend() != "tensorflow":
         return "the model is not a TensorFlow-backend Keras model"
-    if type(model).train_step is not TensorFlowTrainer.train_step:
+    if internals.overrides_train_step(model):
         return f"{type(model).__name__} overrides train_step"
     if layer_graph(model) is None:
         return "the model has no layer graph (a subclassed model or an unbuilt Sequential)"
@@ -61,21 +60,23 @@ def unsupported_reason(model):
     reason = _optimizer_reason(model.optimizer)
     if reason:
         return reason
-    if model.distribute_strategy.num_replicas_in_sync != 1 or model._distribute_strategy:
+    if model.distribute_strategy.num_replicas_in_sync != 1 or (
+        internals.built_under_strategy(model)
+    ):
         return "the model is trained under a tf.distribute strategy"
     if model.jit_compile:
         return "jit_compile=True lets XLA schedule the whole step"
     if model.dtype_policy.name != "float32" or any(
-        layer.dtype_policy.name != "float32" for layer in model._flatten_layers()
+        layer.dtype_policy.name != "float32" for layer in internals.all_layers(model)
     ):
         return "mixed-precision policies are not supported"
-    for layer in model._flatten_layers():
+    for layer in internals.all_layers(model):
         if getattr(layer, "activity_regularizer", None) is not None:
             return f"layer {layer.name} has an activity regularizer (a loss off the output path)"
     for variable in model.trainable_variables:
         if getattr(variable, "regularizer", None) is not None:
             return f"variable {variable.path} has a regularizer"
-    for layer in model._flatten_layers():
+    for layer in internals.all_layers(model):
         for attr in ("kernel_regularizer", "bias_regularizer", "recurrent_regularizer",
                      "depthwise_regularizer", "pointwise_regularizer",
                      "beta_regularizer", "gamma_regularizer", "embeddings_regularizer"):

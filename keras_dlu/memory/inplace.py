@@ -26,6 +26,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_dlu.memory import keras_internals as internals
+
 BLOCK_BYTES = 1 << 18  # rows per block: at most this many bytes (at least one row)
 
 
@@ -61,11 +63,11 @@ def apply(optimizer, grads, variables, owned=False):
     Returns the ops of the updates; one variable's blocks run after the other's, so
     blocks of different variables never coexist.
     """
-    clipped = optimizer._clip_gradients(grads)
+    clipped = internals.clip_gradients(optimizer, grads)
     owned = [owned or c is not g for c, g in zip(clipped, grads)]  # clipping made a copy
     grads = [tf.cast(g, v.dtype) for g, v in zip(clipped, variables)]
     if _is_sgd(optimizer):
-        optimizer._apply_weight_decay(variables)
+        internals.apply_weight_decay(optimizer, variables)
         return [_sgd(optimizer, v, g) for g, v in zip(grads, variables)]
     done = []
     for grad, variable, own in zip(grads, variables, owned):
@@ -87,7 +89,7 @@ def _sgd(optimizer, variable, grad):
     """TensorFlow's dense in-place kernels, no temporaries."""
     lr = tf.cast(optimizer.learning_rate, variable.dtype)
     if optimizer.momentum != 0:
-        accum = optimizer.momentums[optimizer._get_variable_index(variable)]
+        accum = optimizer.momentums[internals.variable_index(optimizer, variable)]
         return tf.raw_ops.ResourceApplyKerasMomentum(
             var=_handle(variable), accum=_handle(accum), lr=lr, grad=grad,
             momentum=tf.cast(optimizer.momentum, variable.dtype), use_locking=False,
@@ -114,9 +116,8 @@ def _adam(optimizer, variable, grad):
     beta_1_power = ops.power(ops.cast(optimizer.beta_1, dtype), local_step)
     beta_2_power = ops.power(ops.cast(optimizer.beta_2, dtype), local_step)
     alpha = lr * ops.sqrt(1 - beta_2_power) / (1 - beta_1_power)
-    index = optimizer._get_variable_index(variable)
-    slots = optimizer._momentums[index], optimizer._velocities[index]
-    decay = optimizer.weight_decay is not None and optimizer._use_weight_decay(variable)
+    slots = internals.adam_slots(optimizer, variable)
+    decay = internals.uses_weight_decay(optimizer, variable)
     view = _Rows(variable.shape)
     grad = view.of(grad)
     done = [grad]

@@ -15,6 +15,7 @@ import time
 import tensorflow as tf
 
 from keras_dlu.memory.compat import unsupported_reason
+from keras_dlu.memory.keras_internals import make_train_function
 from keras_dlu.memory.planner import measure_update_factor, plan
 from keras_dlu.memory.train_step import make_train_step
 
@@ -42,7 +43,7 @@ def optimized_train_function(model, batch_size, fuse_update=True):
     if not model.optimizer.built:
         model.optimizer.build(model.trainable_variables)
     the_plan = plan(model, batch_size, update_factor=measure_update_factor(model.optimizer))
-    return model._make_function(make_train_step(model, the_plan, fuse_update))
+    return make_train_function(model, make_train_step(model, the_plan, fuse_update))
 
 
 def step_peak_bytes(train_function, x, y, repeats=3):

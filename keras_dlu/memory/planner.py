@@ -16,7 +16,7 @@ import dataclasses
 import numpy as np
 
 from keras_dlu.memory import inplace
-from keras_dlu.memory.train_step import layer_graph
+from keras_dlu.memory.keras_internals import layer_graph, nodes_by_depth
 
 
 @dataclasses.dataclass(frozen=True)
@@ -171,8 +171,9 @@ def plan(model, batch_size, optimizer=None, update_factor=None):
     trainable = {id(v) for v in model.trainable_variables}
     depends = set()
     entries = []
-    for depth in sorted(graph._nodes_by_depth, reverse=True):
-        for node in graph._nodes_by_depth[depth]:
+    by_depth = nodes_by_depth(graph)
+    for depth in sorted(by_depth, reverse=True):
+        for node in by_depth[depth]:
             if not node.operation or node.is_input:
                 continue
             weights = [

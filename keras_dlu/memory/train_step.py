@@ -16,20 +16,15 @@ counter is incremented once per step, after the last group, so learning-rate sch
 Adam's bias correction see exactly the iteration stock ``fit`` gives them.
 """
 
+import inspect
+
+import keras
 import tensorflow as tf
-from keras.src import backend, tree
-from keras.src.losses import loss as loss_module
-from keras.src.models import functional as functional_module
-from keras.src.trainers.data_adapters import data_adapter_utils
+from keras import tree
 
 from keras_dlu.memory import inplace
-
-
-def layer_graph(model):
-    """The ``Functional`` whose nodes are walked: the model itself or a Sequential's."""
-    if isinstance(model, functional_module.Functional):
-        return model
-    return getattr(model, "_functional", None)
+from keras_dlu.memory import keras_internals as internals
+from keras_dlu.memory.keras_internals import layer_graph
 
 
 def _forward(model, x):
@@ -42,7 +37,7 @@ def _forward(model, x):
     records = []
 
     def operation_fn(operation):
-        wrapped = functional_module.operation_fn(operation, training=True)
+        wrapped = internals.node_call(operation)
 
         def call(*args, **kwargs):
             # Each node reads its own identity of every input tensor, so the gradient
@@ -54,9 +49,7 @@ def _forward(model, x):
                 if not tf.is_tensor(t):
                     return t
                 copy = tf.identity(t)
-                mask = getattr(t, "_keras_mask", None)
-                if mask is not None:
-                    copy._keras_mask = mask
+                internals.copy_mask(t, copy)
                 sources.append((t, copy))
                 return copy
 
@@ -67,9 +60,7 @@ def _forward(model, x):
 
         return call
 
-    inputs = graph._standardize_inputs(x)
-    outputs = graph._run_through_graph(inputs, operation_fn=operation_fn)
-    return functional_module.unpack_singleton(outputs), records
+    return internals.run_graph(graph, x, operation_fn), records
 
 
 def _apply_without_increment(optimizer, grads, variables, owned=False):
@@ -82,10 +73,8 @@ def _apply_without_increment(optimizer, grads, variables, owned=False):
     grads, variables = [list(t) for t in zip(*pairs)]
     graph = tf.compat.v1.get_default_graph()
     first = len(graph.get_operations())
-    with backend.name_scope(optimizer.name, caller=optimizer):
-        grads, variables = optimizer._overwrite_variables_directly_with_gradients(
-            grads, variables
-        )
+    with keras.name_scope(optimizer.name, caller=optimizer):
+        grads, variables = internals.overwrite_with_gradients(optimizer, grads, variables)
         if grads:
             scale = optimizer.loss_scale_factor
             if scale is not None:
@@ -93,7 +82,7 @@ def _apply_without_increment(optimizer, grads, variables, owned=False):
             if inplace.supported(optimizer):
                 inplace.apply(optimizer, grads, variables, owned=owned)
             else:
-                optimizer._backend_apply_gradients(grads, variables)
+                internals.backend_apply(optimizer, grads, variables)
             for variable in variables:
                 if variable.constraint is not None:
                     variable.assign(variable.constraint(variable))
@@ -132,8 +121,8 @@ class _Backward:
         # `_keras_logits`, made inside the last layer) instead of the output itself, so
         # the loss gradient is seeded at both and the logits enter that layer's backward.
         y_flat = tree.flatten(y_pred)
-        logits = {id(y): y._keras_logits for y in y_flat
-                  if getattr(y, "_keras_logits", None) is not None}
+        logits = {id(y): internals.logits_of(y) for y in y_flat
+                  if internals.logits_of(y) is not None}
         sources = y_flat + list(logits.values())
         for y, g in zip(sources, tape.gradient(loss, sources)):
             if g is not None:
@@ -201,7 +190,7 @@ class _Backward:
                 )
             )
         with tf.control_dependencies(all_updates):
-            optimizer._iterations.assign_add(1)
+            optimizer.iterations.assign_add(1)
 
     def _inputs_needing_grad(self, records):
         """Ids of recorded tensors that depend on a trainable variable."""
@@ -225,6 +214,13 @@ class _Backward:
         return grads[: len(xs)], grads[len(xs):]
 
 
+def _compute_loss(model, x, y, y_pred, sample_weight):
+    """``Model.compute_loss`` as stock train_step calls it (``training`` where taken)."""
+    if "training" in inspect.signature(model.compute_loss).parameters:
+        return model.compute_loss(x, y, y_pred, sample_weight, training=True)
+    return model.compute_loss(x, y, y_pred, sample_weight)
+
+
 def make_train_step(model, plan, fuse_update=True):
     """Returns a ``train_step(data)`` equivalent to ``model.train_step`` (same logs and
     the same updated weights) with the restructured backward pass described above.
@@ -238,7 +234,7 @@ def make_train_step(model, plan, fuse_update=True):
             (default True); with False the updates are applied together at the end.
     """
     def train_step(data):
-        x, y, sample_weight = data_adapter_utils.unpack_x_y_sample_weight(data)
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         the_plan = plan
         if callable(plan):
             first = next(i for i in tree.flatten(x) if i is not None)
@@ -246,11 +242,11 @@ def make_train_step(model, plan, fuse_update=True):
         backward = _Backward(model, the_plan, fuse_update)
         with tf.GradientTape(persistent=True) as tape:
             y_pred, records = _forward(model, x)
-            loss = model._compute_loss(
-                x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True
-            )
-            model._loss_tracker.update_state(
-                loss_module.unscale_loss_for_distribution(loss),
+            loss = _compute_loss(model, x, y, y_pred, sample_weight)
+            # Stock unscales the loss for tf.distribute; without a strategy (the
+            # restructured step is never used under one) that is the identity.
+            internals.loss_tracker(model).update_state(
+                loss,
                 sample_weight=tf.shape(
                     next(i for i in tree.flatten(x) if i is not None)
                 )[0],
