@@ -9,7 +9,7 @@ OPS_SOURCES := $(shell find ops -name '*.cc' -o -name '*.h' -o -name '*.cu' 2>/d
 
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: setup build test demo bench cuda-test clean
+.PHONY: setup build test test-backends demo bench cuda-test clean
 
 setup: $(ENV_STAMP) $(LIBRARY)
 
@@ -25,8 +25,14 @@ $(LIBRARY): $(OPS_SOURCES) setup.py | $(ENV_STAMP)
 
 build: setup
 
+# The whole suite, then (without PYTEST_ARGS) tests/backends on the JAX backend in a second
+# environment without TensorFlow (.venv-jax, scripts/test_backends.sh).
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
+	$(if $(PYTEST_ARGS),,bash scripts/test_backends.sh)
+
+test-backends:
+	bash scripts/test_backends.sh
 
 demo: setup
 	$(PY) tutorials/quickstart.py

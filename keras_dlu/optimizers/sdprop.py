@@ -107,7 +107,9 @@ class SDProp(keras.optimizers.Optimizer):
     def update_step(self, gradient, variable, learning_rate):
         """Applies one SDProp step to `variable`."""
         dtype = variable.dtype
-        if hasattr(gradient, "indices"):  # IndexedSlices: the equivalent dense gradient
+        # tf.IndexedSlices: the equivalent dense gradient (not `hasattr(g, "indices")`: a
+        # torch tensor has an `indices` method too)
+        if hasattr(gradient, "dense_shape"):
             gradient = ops.scatter(ops.expand_dims(gradient.indices, -1), gradient.values,
                                    variable.shape)
         gradient = ops.cast(gradient, dtype)
