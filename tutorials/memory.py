@@ -47,9 +47,11 @@ def quickstart_part(quick: bool) -> dict:
     epochs, batch_size = (1, 32) if quick else (5, 32)
     start = time.perf_counter()
     model = _model()
-    model.fit(x, y, batch_size=batch_size, epochs=epochs, verbose=0,
-              callbacks=[MemoryOptimizer(verbose=0)])
+    callback = MemoryOptimizer(verbose=0)
+    model.fit(x, y, batch_size=batch_size, epochs=epochs, verbose=0, callbacks=[callback])
     seconds = time.perf_counter() - start
+    if callback.fallback_reason is not None:
+        raise RuntimeError(f"MemoryOptimizer fell back to stock: {callback.fallback_reason}")
     accuracy = float(model.evaluate(x_test, y_test, verbose=0)[1])
     probe = _model()
     stock_peak, _ = step_peak_bytes(stock_train_function(probe), x[:batch_size], y[:batch_size])
