@@ -179,3 +179,18 @@ def test_summary_table_from_targets_met_missed_and_not_measured(tmp_path):
     raw = text[text.index("## Raw figures"):]
     assert "| speedup | 2.5 |" in raw and "int8 1024^3" not in raw  # targets shown once
     assert "| targets.peak_le_0.6x | False |" in raw
+
+
+def test_make_demo_starts_the_quickstart_without_tensorflow_log_lines():
+    """`make demo` runs tutorials/quickstart.py; everything it imports (TensorFlow, Keras,
+    every keras-dlu part, device probing) must print no TensorFlow C++ line. The training
+    itself is the quickstart test's; `--help` stops right after the imports."""
+    dry = subprocess.run(["make", "-s", "-n", "demo"], cwd=REPO, capture_output=True,
+                         text=True, timeout=60)
+    assert "tutorials/quickstart.py" in dry.stdout, dry.stdout + dry.stderr
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    done = subprocess.run([sys.executable, "tutorials/quickstart.py", "--help"], env=env,
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "--quick" in done.stdout, done.stderr
+    assert _tensorflow_log_lines(done.stdout + done.stderr) == []
+    assert done.stderr.strip() == "", done.stderr
