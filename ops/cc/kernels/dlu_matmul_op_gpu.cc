@@ -30,7 +30,7 @@ class DluMatmulGpuOp : public OpKernel {
     Tensor* product = nullptr;
     Tensor* stats = nullptr;
     OP_REQUIRES_OK(context, context->allocate_output(0, TensorShape({p.m, p.n}), &product));
-    OP_REQUIRES_OK(context, context->allocate_output(1, TensorShape({3, 64}), &stats));
+    OP_REQUIRES_OK(context, context->allocate_output(1, TensorShape({3, kHistogramBins}), &stats));
     Tensor workspace;
     OP_REQUIRES_OK(context, context->allocate_temp(
         ::tensorflow::DT_INT8,

@@ -11,13 +11,12 @@
 
 namespace keras_dlu {
 
+// The allowed rounding names are the ops' attribute constraint (REGISTER_OP), checked by
+// TensorFlow before a kernel is built.
 inline absl::Status ReadRounding(::tensorflow::OpKernelConstruction* context,
                                  bool* stochastic) {
   std::string rounding;
   TF_RETURN_IF_ERROR(context->GetAttr("rounding", &rounding));
-  if (rounding != "nearest" && rounding != "stochastic")
-    return absl::InvalidArgumentError(absl::StrCat(
-        "`rounding` must be 'nearest' or 'stochastic'; got '", rounding, "'"));
   *stochastic = rounding == "stochastic";
   return absl::OkStatus();
 }

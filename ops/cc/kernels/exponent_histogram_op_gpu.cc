@@ -4,6 +4,7 @@
 #define EIGEN_USE_GPU
 
 #include "cuda/exponent_histogram.h"
+#include "exponent_bin.h"
 #include "tensorflow/core/framework/op_kernel.h"
 
 namespace keras_dlu {
@@ -22,7 +23,7 @@ class ExponentHistogramGpuOp : public OpKernel {
   void Compute(OpKernelContext* context) override {
     const Tensor& input = context->input(0);
     Tensor* output = nullptr;
-    OP_REQUIRES_OK(context, context->allocate_output(0, TensorShape({64}), &output));
+    OP_REQUIRES_OK(context, context->allocate_output(0, TensorShape({kHistogramBins}), &output));
     const cudaStream_t stream = context->eigen_gpu_device().stream();
     const cudaError_t status = cuda::ExponentHistogram(
         input.flat<T>().data(), input.NumElements(), output->flat<int64_t>().data(), stream);

@@ -1,5 +1,6 @@
 // Registration of KerasDluMatmul: the DLU's dynamic fixed-point matrix product (Fujitsu
 // DLU; Courbariaux et al. 2014) as a TensorFlow op. KerasDluQuantize: dlu_quantize_ops.cc.
+#include "cc/kernels/exponent_bin.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/shape_inference.h"
 
@@ -45,7 +46,7 @@ absl::Status MatmulShape(InferenceContext* c) {
     return absl::InvalidArgumentError(absl::StrCat(
         "inner dimensions of `a` and `b` do not match: ", status.message()));
   c->set_output(0, c->Matrix(m, n));
-  c->set_output(1, c->Matrix(3, 64));
+  c->set_output(1, c->Matrix(3, keras_dlu::kHistogramBins));
   return absl::OkStatus();
 }
 

@@ -1,4 +1,5 @@
 // Registration of ExponentHistogram: the DLU analysis block as a TensorFlow op.
+#include "cc/kernels/exponent_bin.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/shape_inference.h"
 
@@ -7,7 +8,7 @@ REGISTER_OP("KerasDluExponentHistogram")
     .Output("histogram: int64")
     .Attr("T: {half, bfloat16, float, double}")
     .SetShapeFn([](::tensorflow::shape_inference::InferenceContext* c) {
-      c->set_output(0, c->Vector(64));
+      c->set_output(0, c->Vector(keras_dlu::kHistogramBins));
       return absl::OkStatus();
     })
     .Doc(R"doc(
