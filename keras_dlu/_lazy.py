@@ -10,8 +10,6 @@ TensorFlow for the latter.
 import importlib
 import sys
 
-TENSORFLOW_REQUIREMENT = "tensorflow>=2.21,<2.22"
-
 
 def require_tensorflow(part):
     """Imports TensorFlow; raises ``ImportError`` naming ``part`` when it cannot.
@@ -22,8 +20,8 @@ def require_tensorflow(part):
         importlib.import_module("tensorflow")
     except ImportError as error:
         raise ImportError(
-            f"{part} needs TensorFlow ({TENSORFLOW_REQUIREMENT}), which cannot be imported "
-            f"here ({error}). Install it (`pip install keras-dlu` brings it), or use only "
+            f"{part} needs TensorFlow, which cannot be imported here ({error}). Install it "
+            "(`pip install keras-dlu` brings the version it is built for), or use only "
             "the parts that run on every Keras backend: keras_dlu.optimizers (SDProp, "
             "Proxtone) and keras_dlu.layers.StableGRU.") from error
 
