@@ -10,6 +10,15 @@ update at once (``fuse_update``) so that its dW dies immediately, and makes the 
 backward wait for that update, which keeps TensorFlow's executor from running ahead and
 keeping gradients alive.
 
+The order is binding, not a hint: it is made of control edges, which TensorFlow's executor
+obeys whatever ``inter_op_parallelism_threads`` is. Every op of a node's backward waits for
+the previous node's update; an update waits for its node's dX (so the forward read of W is
+dead and the variable is updated in place); a dW-first node computes dX after dW; the row
+blocks of an in-place update run one after the other (``inplace``); deferred updates wait
+for the last node's backward. What stays parallel does not raise the peak: the forward
+pass, dX and dW of a node computed by one gradient call when dX is the larger, each
+kernel's intra-op threads, and the loss and metrics.
+
 The optimizer update is the one stock ``optimizer.apply`` performs (clipping per variable,
 weight decay, loss-scale factor, constraints), applied group by group; the iteration
 counter is incremented once per step, after the last group, so learning-rate schedules and
@@ -133,6 +142,7 @@ class _Backward:
             remaining[id(operation)] = remaining.get(id(operation), 0) + 1
         pending = {}  # id(variable) -> accumulated dW
         deps = []
+        computed = []  # the gradients of the last node with any, for the deferred group
         all_updates = []
         needs_input_grad = self._inputs_needing_grad(records)
         for operation, inputs, outputs in reversed(records):
@@ -155,6 +165,7 @@ class _Backward:
                     dxs, dws = self._node_gradients(
                         tape, operation, targets, seeds, xs, weights
                     )
+                computed = [g for g in list(dxs) + list(dws) if g is not None]
                 for (x, _), dx in zip(pairs, dxs):
                     if dx is not None:
                         grads.setdefault(id(x), []).append(dx)
@@ -180,15 +191,14 @@ class _Backward:
                     for w, g in ready:
                         pending[id(w)] = [g]
         if pending:
+            # Deferred updates run at the end: after the last node's backward.
             order = [v for v in self.model.trainable_variables if id(v) in pending]
-            all_updates.extend(
-                _group(
-                    _apply_without_increment(
-                        optimizer, [pending[id(v)][0] for v in order], order,
-                        owned=_owned([pending[id(v)][0] for v in order], grads, []),
-                    )
+            with tf.control_dependencies(deps + _group(computed)):
+                deferred = _apply_without_increment(
+                    optimizer, [pending[id(v)][0] for v in order], order,
+                    owned=_owned([pending[id(v)][0] for v in order], grads, []),
                 )
-            )
+            all_updates.extend(_group(deferred))
         with tf.control_dependencies(all_updates):
             optimizer.iterations.assign_add(1)
 

@@ -62,6 +62,17 @@ def test_chain_model_is_bit_for_bit(optimizer):
     assert max_weight_difference(stock, tuned) == 0.0
 
 
+def test_deferred_updates_train_like_stock():
+    # fuse_update=False defers every update to the end of the step (after the last
+    # node's backward), the path the plan also takes for costly updates.
+    optimizer = lambda: keras.optimizers.RMSprop(1e-3)  # noqa: E731
+    stock, _, _ = train(small_mlp, optimizer, epochs=1)
+    tuned, _, _ = train_optimized(small_mlp, optimizer, epochs=1,
+                                  callback=MemoryOptimizer(fuse_update=False, verbose=0))
+    assert max_weight_difference(stock, small_mlp_at_seed()) > 1e-3
+    assert max_weight_difference(stock, tuned) == 0.0
+
+
 def small_mlp_at_seed():
     keras.utils.set_random_seed(0)  # the initial weights train() starts from
     return small_mlp()
