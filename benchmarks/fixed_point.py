@@ -9,6 +9,10 @@
   of the LeNet-style CNN at batch 256: ``quantize_model(bits=8)`` vs float32 vs Keras
   ``mixed_bfloat16``, side by side in rotating order, median step time. Targets: MLP
   8-bit <= 0.40x float32 and <= 0.80x mixed_bfloat16; LeNet 8-bit <= 1.0x float32.
+--part memory: peak training-step memory of that MLP above resident (TensorFlow's CPU
+  allocator, ``keras_dlu.memory.step_peak_bytes``), DLU 8-bit vs float32, a fresh process
+  per measurement, median over processes. Target (with 8-bit saved activations, the fused
+  layers of issue 11 item 2, not built): <= 0.6x; the figure shows where the layers stand.
 --part accuracy: float32 vs 16-bit vs 8-bit training on MNIST, tfmot QAT and
   mixed_bfloat16 as peers (benchmarks/_fixed_point_accuracy.py).
 
@@ -23,6 +27,8 @@ Every target is one entry of the "targets" list; a target whose figures were not
 import argparse
 import json
 import statistics
+import subprocess
+import sys
 import time
 
 from keras_dlu.utils import quiet_tensorflow
@@ -176,11 +182,41 @@ def step_targets(result):
     return targets
 
 
-def not_measured_targets():
-    """Targets of features not built yet: reported, never met."""
-    return [target("peak training-step memory, MLP batch 256, 8-bit saved activations vs "
-                   "float32 (needs the fused DLU layers of issue 11, item 2)", None,
-                   "float32", None, None, "<= 0.6x", None)]
+def memory_case(variant):
+    """Peak step bytes above resident of the MLP in this (fresh) process."""
+    from keras_dlu.memory import step_peak_bytes
+    from keras_dlu.memory.measure import stock_train_function
+
+    model = _models("mlp")[variant]
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((BATCH, 784)).astype(np.float32)
+    y = rng.integers(0, 10, BATCH)
+    model.train_on_batch(x, y)  # the DLU statistics exist from here on
+    peak, _ = step_peak_bytes(stock_train_function(model), x, y)
+    return peak
+
+
+def memory(processes=3):
+    """Median over fresh processes of the MLP's peak step MiB, float32 and DLU 8-bit."""
+    peaks = {variant: [] for variant in ("float32", "dlu8")}
+    for _ in range(processes):
+        for variant in peaks:  # alternate, so drifting load hits both alike
+            done = subprocess.run([sys.executable, __file__, "--memory-case", variant],
+                                  capture_output=True, text=True, timeout=600, check=True)
+            peaks[variant].append(json.loads(done.stdout.strip().splitlines()[-1]) / 2**20)
+    median = {variant: round(statistics.median(p), 2) for variant, p in peaks.items()}
+    return {"median_peak_mib": median,
+            "per_process_mib": {v: [round(p, 2) for p in ps] for v, ps in peaks.items()},
+            "dlu8_over_float32": round(median["dlu8"] / median["float32"], 3)}
+
+
+def memory_targets(result):
+    ratio = result["dlu8_over_float32"] if result else None
+    return [target("peak training-step memory above resident, MLP batch 256, DLU 8-bit vs "
+                   "float32 (goal: 8-bit saved activations, issue 11 item 2, not built)",
+                   result["median_peak_mib"]["dlu8"] if result else None, "float32",
+                   result["median_peak_mib"]["float32"] if result else None, ratio,
+                   "<= 0.6x", ratio is not None and ratio <= 0.6)]
 
 
 def accuracy(quick=False):
@@ -214,25 +250,32 @@ def accuracy_targets(result):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=("throughput", "step", "accuracy", "all"),
+    parser.add_argument("--part", choices=("throughput", "step", "memory", "accuracy", "all"),
                         default="all")
+    parser.add_argument("--memory-case", choices=("float32", "dlu8"),
+                        help=argparse.SUPPRESS)  # one fresh-process measurement
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--quick", action="store_true",
                         help="fewer repeats, one accuracy seed and epoch, to check the script")
     args = parser.parse_args()
+    if args.memory_case:
+        print(json.dumps(memory_case(args.memory_case)))
+        return
     repeats = 3 if args.quick else args.repeats
     result = {"benchmark": "fixed_point", "quick": args.quick}
     if args.part in ("throughput", "all"):
         result["throughput"] = throughput(repeats=repeats)
     if args.part in ("step", "all"):
         result["step"] = step_times(repeats=repeats, steps=2 if args.quick else 5)
+    if args.part in ("memory", "all"):
+        result["memory"] = memory(processes=1 if args.quick else 3)
     if args.part in ("accuracy", "all"):
         result["accuracy"] = accuracy(quick=args.quick)
     # every target is listed; those of the parts left out are unmeasured (met: null)
     result["targets"] = (matmul_targets(result.get("throughput"))
                          + step_targets(result.get("step"))
-                         + accuracy_targets(result.get("accuracy"))
-                         + not_measured_targets())
+                         + memory_targets(result.get("memory"))
+                         + accuracy_targets(result.get("accuracy")))
     print(json.dumps(result))
 
 
