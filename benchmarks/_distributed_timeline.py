@@ -22,8 +22,8 @@ def load(path):
 
 def activities(events, epoch_start, window):
     """Within ``window`` (epoch seconds ``(lo, hi)``): ``ready`` (rank 0's enqueue times, one
-    per tensor) and ``wire`` (``(start, end)`` of each distinct ``GLOO_*`` activity), in
-    seconds from ``lo``, sorted."""
+    per tensor) and ``wire`` (``(start, end)`` of each collective Horovod ran, its ``GLOO_*``
+    activity), in seconds from ``lo``, sorted."""
     lo, hi = window
     names = {e["pid"]: e["args"]["name"] for e in events
              if e.get("name") == "process_name" and "name" in e.get("args", {})}
@@ -41,8 +41,20 @@ def activities(events, epoch_start, window):
             if name.startswith("NEGOTIATE_"):
                 ready.append(begin - lo)
             elif name.startswith("GLOO_"):
-                wire.add((round(begin - lo, 6), round(t - lo, 6)))  # fused: one per response
-    return sorted(ready), sorted(wire)
+                wire.add((begin - lo, t - lo))
+    return sorted(ready), merged(wire)
+
+
+def merged(intervals):
+    """Overlapping intervals joined: the tensors of one fused response share one activity
+    (Horovod runs responses one after another, so distinct responses never overlap)."""
+    out = []
+    for start, stop in sorted(intervals):
+        if out and start < out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], stop))
+        else:
+            out.append((start, stop))
+    return out
 
 
 def union_seconds(intervals):
