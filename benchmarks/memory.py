@@ -83,10 +83,11 @@ def largest_batch(model, optimizer, budget_mib, repeats):
     return fits
 
 
-def targets(result, sizes, cases):
+def targets(result, chosen, cases):
+    """The "targets" list: one row per target of issue 13 (met null when not measured)."""
     rows = []
-    for model in MODELS:
-        for optimizer in OPTIMIZERS:
+    for model in chosen[0]:
+        for optimizer in chosen[1]:
             for size in PEAK_TARGETS:
                 key = f"{model}_{optimizer}_b{size}"
                 entry = result.get(key)
@@ -122,12 +123,18 @@ def main():
     parser.add_argument("--quick", action="store_true",
                         help="batch 8 and 32, one process per kind, no one-thread figures "
                              "or largest-batch search")
+    parser.add_argument("--model", choices=list(MODELS), action="append",
+                        help="measure only this model (repeatable; default: all)")
+    parser.add_argument("--optimizer", choices=list(OPTIMIZERS), action="append",
+                        help="measure only this optimizer (repeatable; default: all)")
     args = parser.parse_args()
+    chosen = ([m for m in MODELS if m in (args.model or MODELS)],
+              [o for o in OPTIMIZERS if o in (args.optimizer or OPTIMIZERS)])
     sizes = [8, 32] if args.quick else [8, 16, 32]
     processes, repeats, steps = (1, 3, 5) if args.quick else (3, 3, 10)
     result, cases = {"threading": "default", "processes_per_kind": processes}, []
-    for model in MODELS:
-        for optimizer in OPTIMIZERS:
+    for model in chosen[0]:
+        for optimizer in chosen[1]:
             for size in sizes:
                 key = f"{model}_{optimizer}_b{size}"
                 result[key] = case(model, optimizer, size, processes, repeats, steps,
@@ -138,18 +145,18 @@ def main():
                 fits = largest_batch(model, optimizer, budget, repeats)
                 result[f"{model}_{optimizer}_largest_batch_stock_optimized"] = [
                     BUDGET_BATCH, fits]
-    result["targets"] = targets(result, sizes, cases)
-    result["plots"] = [_chart(result, sizes)]
+    result["targets"] = targets(result, chosen, cases)
+    result["plots"] = [_chart(result, sizes, chosen)]
     print(json.dumps(result))
 
 
-def _chart(result, sizes):
+def _chart(result, sizes, chosen):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = [(m, o) for m in MODELS for o in OPTIMIZERS]
+    names = [(m, o) for m in chosen[0] for o in chosen[1]]
     figure, axes = plt.subplots(1, len(sizes), figsize=(4.8 * len(sizes), 4))
     for ax, size in zip(np.atleast_1d(axes), sizes):
         xs = np.arange(len(names))
