@@ -6,20 +6,24 @@ new buffer the size of the variable before ``assign`` copies the result in. In t
 step a dense layer's update runs while activations of the layers below are still alive,
 so those extra copies of the largest weight land on top of them and cancel the saving.
 
-Here the same arithmetic, op for op (so the result is bit for bit Keras'), runs on blocks
-of at most ``BLOCK_BYTES`` of rows: the block of the variable and of its slots is read
-(``ResourceGather``), updated, and written back (``ResourceScatterUpdate``), one block
-after the other, so the temporaries are one block, whatever the variable's size. SGD uses
-TensorFlow's in-place kernels, whose formulas are Keras' (``ResourceApplyKerasMomentum``:
-``accum = accum * momentum - grad * lr; var += accum``; ``ResourceApplyGradientDescent``;
-their sparse twins for a block of rows). TensorFlow's ``ResourceApplyAdam`` is not used:
-it rounds differently from Keras' Adam (measured: 4.8e-7 apart after 5 steps).
+SGD (plain or with momentum) runs TensorFlow's dense in-place kernels, whose formulas are
+Keras' (``ResourceApplyKerasMomentum``: ``accum = accum * momentum - grad * lr; var +=
+accum``; ``ResourceApplyGradientDescent``): no temporaries at all. Adam and AdamW run
+Keras' arithmetic op for op (so the result is bit for bit Keras') on blocks of at most
+``BLOCK_BYTES`` of rows, one block after the other, so the temporaries are one block
+whatever the variable's size (see ``_adam`` for how the blocks are read and written).
+TensorFlow's ``ResourceApplyAdam`` is not used: it rounds differently from Keras' Adam
+(weights it updates are not bit for bit Keras' after a few steps).
 
-The blocks also let ``train_step`` compute a large dense kernel's weight gradient block by
-block and apply each block at once (``update_rows``), so the whole weight gradient never
-exists. Supported: ``keras.optimizers.SGD`` (no Nesterov), ``Adam`` and ``AdamW`` (no
-AMSGrad), without EMA or gradient accumulation, under the default distribution strategy;
-every other optimizer keeps Keras' own update (``plan().summary()`` says what it costs).
+A weight's rows cannot be updated block by block from a partial weight gradient: every
+TensorFlow op that writes part of a resource variable (scatter, sparse apply, strided-slice
+assign) switches it to copy-on-read mode, after which each read, the forward pass's
+included, copies the whole variable. So a layer's whole weight gradient exists once, and
+the largest one is the floor of the optimized peak.
+
+Supported: ``keras.optimizers.SGD`` (no Nesterov), ``Adam`` and ``AdamW`` (no AMSGrad),
+without EMA or gradient accumulation, under the default distribution strategy; every other
+optimizer keeps Keras' own update (``plan().summary()`` says what it costs).
 """
 
 import keras
