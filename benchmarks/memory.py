@@ -18,6 +18,7 @@ Run: ``python benchmarks/memory.py [--quick]``. Reference: Shirahata et al., MLS
 import argparse
 import json
 import statistics
+import sys
 
 from keras_dlu.utils import quiet_tensorflow, save_figure
 
@@ -121,8 +122,7 @@ def targets(result, chosen, cases):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
-                        help="batch 8 and 32, one process per kind, no one-thread figures "
-                             "or largest-batch search")
+                        help="one process per kind and case, no one-thread figures")
     parser.add_argument("--model", choices=list(MODELS), action="append",
                         help="measure only this model (repeatable; default: all)")
     parser.add_argument("--optimizer", choices=list(OPTIMIZERS), action="append",
@@ -130,21 +130,22 @@ def main():
     args = parser.parse_args()
     chosen = ([m for m in MODELS if m in (args.model or MODELS)],
               [o for o in OPTIMIZERS if o in (args.optimizer or OPTIMIZERS)])
-    sizes = [8, 32] if args.quick else [8, 16, 32]
+    sizes = [8, 16, 32]
     processes, repeats, steps = (1, 3, 5) if args.quick else (3, 3, 10)
     result, cases = {"threading": "default", "processes_per_kind": processes}, []
+    # Progress on stderr: a long run that is stopped still leaves its finished cases.
+    progress = sys.stderr
     for model in chosen[0]:
         for optimizer in chosen[1]:
             for size in sizes:
                 key = f"{model}_{optimizer}_b{size}"
                 result[key] = case(model, optimizer, size, processes, repeats, steps,
                                    one_thread=not args.quick)
+                print(json.dumps({key: result[key]}), file=progress, flush=True)
                 cases.append(key)
-            if not args.quick:
-                budget = result[f"{model}_{optimizer}_b{BUDGET_BATCH}"]["stock_mib"][0]
-                fits = largest_batch(model, optimizer, budget, repeats)
-                result[f"{model}_{optimizer}_largest_batch_stock_optimized"] = [
-                    BUDGET_BATCH, fits]
+            budget = result[f"{model}_{optimizer}_b{BUDGET_BATCH}"]["stock_mib"][0]
+            fits = largest_batch(model, optimizer, budget, repeats)
+            result[f"{model}_{optimizer}_largest_batch_stock_optimized"] = [BUDGET_BATCH, fits]
     result["targets"] = targets(result, chosen, cases)
     result["plots"] = [_chart(result, sizes, chosen)]
     print(json.dumps(result))
