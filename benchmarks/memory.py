@@ -3,16 +3,19 @@
 For the VGG-style and AlexNet-style CNNs (32x32 images), with SGD (momentum 0.9) and Adam,
 at batch 8, 16 and 32: the peak bytes of one training step above resident (TensorFlow's
 allocator) of stock ``fit``'s train function and of MemoryOptimizer's, under TensorFlow's
-default threading. Each kind runs in its own fresh processes (``keras_dlu.memory.probe``;
-``PROCESSES`` per kind and case, a few steps each): a case's figure is the median over the
+default threading. Each kind runs in its own fresh processes (``keras_dlu.memory.probe``,
+a few steps each): a case's figure is the median over the
 processes' medians, with the spread (lowest and highest process). Beside it: the ratio
 with one inter-op thread (one process, both kinds interleaved: a fixed executor schedule)
 and the step-time ratio (one default-threading process, both kinds interleaved on the same
 model and batch, so both see the same machine noise). The budget is stock's median peak at
 batch 32; the largest batch of the ladder 32, 64, 128, ... whose optimized median peak fits
-it is found the same way, and its ratio to 32 reported. Prints ONE JSON line (with the
-"targets" list); writes a bar chart to ``reports/memory_peak.png``.
-Run: ``python benchmarks/memory.py [--quick]``. Reference: Shirahata et al., MLSP 2016.
+it is found the same way (one process per batch), and its ratio to 32 reported. Three
+processes per kind and case (``--quick``: one, and no one-thread figures). Prints ONE JSON
+line (with the "targets" list; each finished case also goes to stderr as it ends); writes a
+bar chart to ``reports/memory_peak.png``.
+Run: ``python benchmarks/memory.py [--quick] [--model M] [--optimizer O]``.
+Reference: Shirahata et al., MLSP 2016.
 """
 
 import argparse
