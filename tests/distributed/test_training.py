@@ -17,14 +17,14 @@ TOLERANCE = 1e-5
 @pytest.fixture(scope="module")
 def two_ranks(tmp_path_factory):
     out = tmp_path_factory.mktemp("np2")
-    run_horovod(WORKER, out, np=2, timeout=280)
+    run_horovod(WORKER, out, np=2, timeout=420)
     return read_results(out, 2)
 
 
 @pytest.fixture(scope="module")
 def three_ranks(tmp_path_factory):
     out = tmp_path_factory.mktemp("np3")
-    run_horovod(WORKER, out, np=3, args=["--quick"], timeout=240)
+    run_horovod(WORKER, out, np=3, args=["--quick"], timeout=360)
     return read_results(out, 3)
 
 
