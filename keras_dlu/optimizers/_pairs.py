@@ -49,11 +49,15 @@ def replace_slot(gram, slot_mask, memory_dots, s_dot_s, s_dot_y, y_dot_y):
     return ops.where(is_y[None, :], row_y[:, None], gram)
 
 
-def largest_curvature(pair_curvatures, stamps, default):
-    """``max(y'y / s'y)`` over the stored pairs (an estimate of the largest curvature
-    along them; noise only raises it, which shortens steps), ``default`` when empty."""
+def largest_curvature(pair_curvatures, stamps, floor):
+    """``max(floor, y'y / s'y over the stored pairs)``: the curvature that bounds the steps.
+
+    ``y'y / s'y`` estimates the largest curvature along a pair (noise only raises it); the
+    ``floor`` (``initial_curvature``) keeps steps no longer than the first ones, which
+    matters on non-convex losses, where averaged pairs can see almost no curvature.
+    """
     valid = ops.greater_equal(stamps, 0.0)
-    return ops.where(ops.any(valid), ops.max(ops.where(valid, pair_curvatures, 0.0)), default)
+    return ops.maximum(ops.max(ops.where(valid, pair_curvatures, 0.0)), floor)
 
 
 def noise_step_scale(signal, variance, noise_scale):

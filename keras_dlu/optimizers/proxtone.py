@@ -31,9 +31,9 @@ class Proxtone(keras.optimizers.Optimizer):
        (initial matrix `sigma*I`, `sigma = s'y/s's` of the newest pair), is projected onto
        the subspace `span(S, Y, p)` (`2*memory + 1` dimensions, containing `B^{-1}p`
        exactly) and solved there by a small dense eigen-solve whose eigenvalues are
-       floored at `damping * L`, `L = max y'y/s'y` over the stored pairs (the largest
-       curvature seen): no step is longer than `1/damping` times the safe gradient step
-       `p/L`.
+       floored at `damping * L`, `L = max(initial_curvature, y'y/s'y over the stored
+       pairs)` (the largest curvature seen): no step is longer than `1/damping` times the
+       gradient step `p/L`, nor than `1/damping` times the first steps.
     4. Mapped back and proximal L1 step: `x = soft(x + c*lr*d + t*(p - g), t*l1)` with
        `d = -B^{-1}p` (damped), `t = c*lr/max(sigma, damping*L)`; without pairs this is
        proximal SGD with step `c*lr/initial_curvature`. Coordinates become exactly zero;
@@ -71,11 +71,13 @@ class Proxtone(keras.optimizers.Optimizer):
             pair of consecutive steps, right for full-batch training). Defaults to `10`.
         damping: in (0, 1]; eigenvalue floor of the model in units of `L`, so steps are
             at most `1/damping` safe gradient steps; `1.0` is proximal SGD with step
-            `1/L`. Defaults to `0.1`.
+            `1/L`. `0.1` converges faster on convex problems but diverges on the MNIST
+            MLP. Defaults to `0.3`.
         min_pair_cosine: pairs with `cos(s, y)` at or below this, in [0, 1), are dropped.
             Defaults to `0.1`.
-        initial_curvature: `sigma` and `L` before the first pair (the first steps are
-            proximal SGD with step `learning_rate / initial_curvature`). Defaults to `10.0`.
+        initial_curvature: `sigma` before the first pair and the least `L` (the first
+            steps are proximal SGD with step `learning_rate / initial_curvature`; no step
+            is longer than `1/damping` times that). Defaults to `10.0`.
         noise_scale: >= 0, weight of the gradient variance in the step scale `c`; `0`
             disables the scaling. Defaults to `0.3`.
         first_order_after: `None`, or the number of steps after which to switch to the
@@ -93,7 +95,7 @@ class Proxtone(keras.optimizers.Optimizer):
         l1=0.0,
         memory=5,
         pair_interval=10,
-        damping=0.1,
+        damping=0.3,
         min_pair_cosine=0.1,
         initial_curvature=10.0,
         noise_scale=0.3,
