@@ -4,6 +4,11 @@ Run: python tutorials/optimizers.py [--quick]. Trains the 784-256-128-64-10 MLP 
 `keras_dlu.optimizers.Proxtone(l1=L1)` (batch 64) on real MNIST samples and prints the test
 accuracy, wall-clock seconds and the share of trainable weights that are exactly zero.
 `--quick` uses 1,500 training samples and 2 epochs (~20 s); the full run 4,000 and 3.
+
+Measured by `python benchmarks/optimizers.py --quick` (2026-12-01, 1,500 samples, 4 epochs):
+Proxtone with its defaults reaches 0.836 test accuracy and does not reach 97% of Adam's
+(0.840; Adam gets there in 2.1 s), at 2.31x Adam's step time; Proxtone(l1=2e-3) 0.822 with
+24% exact zeros (tfmot prune_low_magnitude at that sparsity: 0.860).
 """
 
 import argparse
@@ -21,6 +26,9 @@ from keras_dlu.datasets import mnist_samples  # noqa: E402
 from keras_dlu.optimizers import Proxtone  # noqa: E402
 
 L1 = 2e-3  # the L1 coefficient of "proxtone_l1" in benchmarks/optimizers.py (figures in README)
+# Time to 97% of Adam's final test accuracy, Proxtone defaults vs Adam, from
+# `python benchmarks/optimizers.py --quick` (targets list; 2026-12-01): not reached.
+TIME_TO_ACCURACY_VS_ADAM = "not reached in 4 epochs (Adam: 2.1 s)"
 
 
 def mlp():
