@@ -17,8 +17,8 @@ def test_import_keras_dlu_does_not_import_tfmot():
     assert result.stdout.split() == ["False", "False"]
 
 
-@pytest.mark.slow
-def test_quantize_apply_with_dlu_scheme_trains_and_quantizes(tmp_path):
+def quantized_mlp(**scheme):
+    """A 6-8-2 tf_keras MLP (seed 0), annotated and quantize_apply-ed with the DLU scheme."""
     import tensorflow_model_optimization as tfmot
     import tf_keras
 
@@ -30,8 +30,17 @@ def test_quantize_apply_with_dlu_scheme_trains_and_quantizes(tmp_path):
                                  tf_keras.layers.Dense(2, activation="softmax")])
     annotated = tfmot.quantization.keras.quantize_annotate_model(model)
     with dlu_tfmot.quantize_scope():
-        quantized = tfmot.quantization.keras.quantize_apply(
-            annotated, scheme=dlu_tfmot.DLUQuantizeScheme(bits=8, overflow_rate=0.0))
+        return tfmot.quantization.keras.quantize_apply(
+            annotated, scheme=dlu_tfmot.DLUQuantizeScheme(**scheme))
+
+
+@pytest.mark.slow
+def test_quantize_apply_with_dlu_scheme_trains_and_quantizes(tmp_path):
+    import tf_keras
+
+    from keras_dlu.quantization import tfmot as dlu_tfmot
+
+    quantized = quantized_mlp(bits=8, overflow_rate=0.0)
     wrapper = quantized.layers[1]
     assert isinstance(wrapper.quantize_config, dlu_tfmot.DLUQuantizeConfig)
     rng = np.random.default_rng(0)
@@ -72,19 +81,11 @@ def test_a_saved_quantized_model_loads_under_quantize_scope(tmp_path):
     HDF5, the format tfmot documents: tfmot 0.8.1's wrappers do not rebuild from tf_keras'
     ``.keras`` zip format (the load fails with "expected 8 variables, but received 10").
     """
-    import tensorflow_model_optimization as tfmot
     import tf_keras
 
     from keras_dlu.quantization import tfmot as dlu_tfmot
 
-    tf_keras.utils.set_random_seed(0)
-    model = tf_keras.Sequential([tf_keras.Input((6,)),
-                                 tf_keras.layers.Dense(8, activation="relu"),
-                                 tf_keras.layers.Dense(2, activation="softmax")])
-    annotated = tfmot.quantization.keras.quantize_annotate_model(model)
-    with dlu_tfmot.quantize_scope():
-        quantized = tfmot.quantization.keras.quantize_apply(
-            annotated, scheme=dlu_tfmot.DLUQuantizeScheme(bits=16))
+    quantized = quantized_mlp(bits=16)
     x = np.random.default_rng(1).standard_normal((64, 6)).astype(np.float32)
     y = (x[:, 0] > 0).astype(np.int64)
     quantized.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
