@@ -40,7 +40,7 @@ import tensorflow as tf  # noqa: E402
 from keras_dlu.datasets import digits, mnist_samples  # noqa: E402
 from keras_dlu.optimizers import Proxtone, SDProp  # noqa: E402
 from keras_dlu.utils import mnist_mlp  # noqa: E402
-from tests.support.convex import fista, objective  # noqa: E402
+from tests.support.convex import fista, objective, softmax_regression  # noqa: E402
 
 CONVEX_L1 = (1e-3, 1e-2)
 CONVEX_BATCH = 128
@@ -80,17 +80,9 @@ class _Clock(keras.callbacks.Callback):
         self.values.append(self.measure(self.model, logs))
 
 
-def _softmax_regression(optimizer):
-    model = keras.Sequential([keras.Input((64,)),
-                              keras.layers.Dense(10, use_bias=False, kernel_initializer="zeros")])
-    model.compile(optimizer=optimizer,
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    return model
-
-
 def convex_run(make, x, y, l1, best, epochs, seed):
     keras.utils.set_random_seed(seed)
-    model = _softmax_regression(make())
+    model = softmax_regression(make())
     clock = _Clock(lambda m, logs: objective(m.get_weights()[0], x, y, l1) / best - 1)
     model.fit(x, y, batch_size=CONVEX_BATCH, epochs=epochs, verbose=0, callbacks=[clock])
     return {"gaps": clock.values, "seconds": clock.seconds}
@@ -121,7 +113,7 @@ def convex(seeds, epochs):
         best_lr = min(grid, key=lambda lr: grid[lr]["gaps"][-1])
         sgd = [grid[best_lr]] + [convex_run(lambda: ProximalSGD(best_lr, l1), x, y, l1, best,
                                             epochs, s) for s in seeds[1:]]
-        full = _softmax_regression(Proxtone(l1=l1, pair_interval=1))
+        full = softmax_regression(Proxtone(l1=l1, pair_interval=1))
         full.fit(tf.data.Dataset.from_tensors((x, y)).repeat(100), epochs=1, verbose=0)
         one_percent = lambda gap: gap <= 0.01  # noqa: E731
         t_px = _median([time_to(r, "gaps", one_percent) for r in proxtone])

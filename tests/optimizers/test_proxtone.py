@@ -9,7 +9,7 @@ from keras_dlu.datasets import digits
 from keras_dlu.optimizers import Proxtone
 from keras_dlu.optimizers import _pairs
 from keras_dlu.optimizers._subspace import subspace_direction
-from tests.support.convex import fista, objective
+from tests.support.convex import fista, objective, softmax_regression
 
 
 def explicit_bfgs(pairs, sigma, n):
@@ -179,19 +179,11 @@ def digits_optima():
     return x, y, {l1: objective(fista(x, y, l1), x, y, l1) for l1 in L1_VALUES}
 
 
-def _softmax_regression(optimizer):
-    model = keras.Sequential([keras.Input((64,)),
-                              keras.layers.Dense(10, use_bias=False, kernel_initializer="zeros")])
-    model.compile(optimizer=optimizer,
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    return model
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("l1", L1_VALUES)
 def test_full_batch_approaches_the_fista_optimum_in_100_steps(digits_optima, l1):
     x, y, best = digits_optima
-    model = _softmax_regression(Proxtone(l1=l1, **CONVEX))
+    model = softmax_regression(Proxtone(l1=l1, **CONVEX))
     model.fit(tf.data.Dataset.from_tensors((x, y)).repeat(100), epochs=1, verbose=0)
     w = model.get_weights()[0]
     assert objective(w, x, y, l1) <= FULL_BATCH_GAP[l1] * best[l1]
@@ -202,7 +194,7 @@ def test_full_batch_approaches_the_fista_optimum_in_100_steps(digits_optima, l1)
 @pytest.mark.parametrize("l1", L1_VALUES)
 def test_defaults_on_mini_batches_approach_the_fista_optimum(digits_optima, l1):
     x, y, best = digits_optima
-    model = _softmax_regression(Proxtone(l1=l1))
+    model = softmax_regression(Proxtone(l1=l1))
     model.fit(x, y, batch_size=128, epochs=30, verbose=0)
     w = model.get_weights()[0]
     assert objective(w, x, y, l1) <= MINI_BATCH_GAP[l1] * best[l1]
@@ -248,7 +240,7 @@ def test_non_finite_gradients_never_reach_the_weights_or_the_state():
 
 def test_a_poisoned_memory_never_writes_non_finite_weights():
     x, y = digits()
-    model = _softmax_regression(Proxtone(memory=3, pair_interval=1))
+    model = softmax_regression(Proxtone(memory=3, pair_interval=1))
     model.fit(x[:256], y[:256], batch_size=64, epochs=1, verbose=0, shuffle=False)
     model.optimizer._gram.assign(np.full((6, 6), np.inf, np.float32))
     before = model.get_weights()[0]
