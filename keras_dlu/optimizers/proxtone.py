@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from keras_dlu.optimizers import _pairs
+from keras_dlu.optimizers._gradients import dense_gradient
 from keras_dlu.optimizers._subspace import subspace_direction
 from keras_dlu.optimizers._validation import (check_int, check_learning_rate,
                                               check_range)
@@ -198,10 +199,8 @@ class Proxtone(keras.optimizers.Optimizer):
         """float32 gradients in the order of `self._trainable_variables`, zeros if None."""
         gradients = [None] * len(self._trainable_variables)
         for gradient, variable in zip(grads, trainable_variables):
-            if hasattr(gradient, "indices"):  # IndexedSlices -> dense
-                gradient = ops.scatter(ops.expand_dims(gradient.indices, -1), gradient.values,
-                                       variable.shape)
-            gradients[self._get_variable_index(variable)] = ops.cast(gradient, "float32")
+            gradients[self._get_variable_index(variable)] = ops.cast(
+                dense_gradient(gradient, variable), "float32")
         return [ops.zeros(v.shape, "float32") if g is None else g
                 for g, v in zip(gradients, self._trainable_variables)]
 

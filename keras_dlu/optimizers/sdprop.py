@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from keras_dlu.optimizers._gradients import dense_gradient
 from keras_dlu.optimizers._validation import check_learning_rate, check_range
 
 
@@ -107,12 +108,7 @@ class SDProp(keras.optimizers.Optimizer):
     def update_step(self, gradient, variable, learning_rate):
         """Applies one SDProp step to `variable`."""
         dtype = variable.dtype
-        # tf.IndexedSlices: the equivalent dense gradient (not `hasattr(g, "indices")`: a
-        # torch tensor has an `indices` method too)
-        if hasattr(gradient, "dense_shape"):
-            gradient = ops.scatter(ops.expand_dims(gradient.indices, -1), gradient.values,
-                                   variable.shape)
-        gradient = ops.cast(gradient, dtype)
+        gradient = ops.cast(dense_gradient(gradient, variable), dtype)
         lr = ops.cast(learning_rate, dtype)
         gamma = ops.cast(self.gamma, dtype)
         index = self._get_variable_index(variable)
