@@ -143,23 +143,12 @@ def plan(model, batch_size, optimizer=None, update_factor=None):
         ValueError: ``batch_size`` is not a positive int, or the model has no layer graph
             (a subclassed model, or a Sequential that was never built).
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or (
-        batch_size < 1
-    ):
-        raise ValueError(f"batch_size must be a positive int; received {batch_size!r}.")
+    _check_arguments(batch_size, update_factor)
     graph = layer_graph(model)
     if graph is None:
         raise ValueError(
             "model must be a built Functional or Sequential model (a layer graph to plan); "
             f"received {type(model).__name__}."
-        )
-    if update_factor is not None and (
-        isinstance(update_factor, bool)
-        or not isinstance(update_factor, (int, float))
-        or update_factor < 0
-    ):
-        raise ValueError(
-            f"update_factor must be None or a number >= 0; received {update_factor!r}."
         )
     batch_size = int(batch_size)
     optimizer = optimizer if optimizer is not None else getattr(model, "optimizer", None)
@@ -168,6 +157,31 @@ def plan(model, batch_size, optimizer=None, update_factor=None):
     block = inplace.BLOCK_BYTES if optimizer is not None and inplace.supported(
         optimizer) else None
     cost = _UpdateCost(float(update_factor), block)
+    entries = _layer_entries(graph, model, batch_size)
+    inputs = _bytes(graph.inputs, batch_size)
+    fused, stock, best = _choose_fused(entries, inputs, cost)
+    entries = tuple(dataclasses.replace(e, fused=f) for e, f in zip(entries, fused))
+    return MemoryPlan(batch_size, entries, stock, best, float(update_factor), block,
+                      type(optimizer).__name__ if optimizer is not None else None)
+
+
+def _check_arguments(batch_size, update_factor):
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or (
+        batch_size < 1
+    ):
+        raise ValueError(f"batch_size must be a positive int; received {batch_size!r}.")
+    if update_factor is not None and (
+        isinstance(update_factor, bool)
+        or not isinstance(update_factor, (int, float))
+        or update_factor < 0
+    ):
+        raise ValueError(
+            f"update_factor must be None or a number >= 0; received {update_factor!r}."
+        )
+
+
+def _layer_entries(graph, model, batch_size):
+    """One ``LayerPlan`` per node of the backward pass, last layer first."""
     trainable = {id(v) for v in model.trainable_variables}
     depends = set()
     entries = []
@@ -193,7 +207,11 @@ def plan(model, batch_size, optimizer=None, update_factor=None):
                     dw_first=dw >= dx,
                 )
             )
-    inputs = _bytes(graph.inputs, batch_size)
+    return entries
+
+
+def _choose_fused(entries, inputs, cost):
+    """Which layers update right after their backward: ``(fused, stock peak, best peak)``."""
     fused = [e.dw_bytes > 0 for e in entries]
     stock = _peak(entries, inputs, [False] * len(entries), _UpdateCost(cost.factor, None))
     best = _peak(entries, inputs, fused, cost)
@@ -210,9 +228,7 @@ def plan(model, batch_size, optimizer=None, update_factor=None):
             fused = candidate
     if stock <= best:  # deferring everything is the stock schedule
         fused, best = [False] * len(entries), stock
-    entries = tuple(dataclasses.replace(e, fused=f) for e, f in zip(entries, fused))
-    return MemoryPlan(batch_size, entries, stock, best, float(update_factor), block,
-                      type(optimizer).__name__ if optimizer is not None else None)
+    return fused, stock, best
 
 
 @dataclasses.dataclass(frozen=True)
