@@ -25,8 +25,8 @@ $(LIBRARY): $(OPS_SOURCES) setup.py | $(ENV_STAMP)
 
 build: setup
 
-# The whole suite, then (without PYTEST_ARGS) tests/backends on the JAX backend in a second
-# environment without TensorFlow (.venv-jax, scripts/test_backends.sh).
+# The whole suite, then (without PYTEST_ARGS) tests/backends on the JAX and PyTorch backends,
+# each in an environment without TensorFlow (.venv-jax, .venv-torch; scripts/test_backends.sh).
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
 	$(if $(PYTEST_ARGS),,bash scripts/test_backends.sh)

@@ -32,7 +32,7 @@ req_hash=$(sha256sum requirements.txt | cut -c1-16)
 if [ "$(cat "$VENV/.requirements-hash" 2>/dev/null)" != "$req_hash" ]; then
   say "installing pinned packages from requirements.txt"
   "$PY" -m pip install --quiet --disable-pip-version-check "$(grep -E '^pip==' requirements.txt)"
-  grep -v -E '^horovod==|# jax-env$' requirements.txt > "$VENV/requirements-pypi.txt"
+  grep -v -E '^horovod==|# (jax|torch)-env$' requirements.txt > "$VENV/requirements-pypi.txt"
   "$PY" -m pip install --quiet --disable-pip-version-check -r "$VENV/requirements-pypi.txt"
   echo "$req_hash" > "$VENV/.requirements-hash"
 fi
