@@ -133,6 +133,15 @@ plain.fit(local_slice(x, STEPS), local_slice(y, STEPS), batch_size=BATCH, shuffl
           verbose=0, callbacks=[BroadcastGlobalVariables(0)])
 result["unaveraged_weights"] = flat(plain).tolist()
 
+# float16 on the wire (all-gathered and averaged in float32 at 2 ranks, a float16 allreduce at
+# 3), fused buckets and segments: the reference within float16 rounding, ranks equal.
+sgd_fp16 = lambda: keras.optimizers.SGD(0.05, momentum=0.5)  # noqa: E731
+model, _ = distributed_fit(sgd_fp16, {"compression": "fp16", "fusion_threshold_bytes": 200,
+                                      "first_bucket_bytes": 64, "large_tensor_bytes": 256,
+                                      "segment_bytes": 100})
+result["fp16_diff"] = max_diff(flat(model), flat(reference_fit(sgd_fp16)))
+result["fp16_weights"] = flat(model).tolist()
+
 if not QUICK:
     sgd = lambda: keras.optimizers.SGD(0.05)  # noqa: E731
     # Gradient accumulation: two local passes per averaged update.
