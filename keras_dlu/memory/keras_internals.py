@@ -63,6 +63,12 @@ PRIVATE = {
         "Adam's first-moment slots",
     ("keras.optimizers.Adam", "_velocities"):
         "Adam's second-moment slots",
+    ("keras.optimizers.RMSprop", "_velocities"):
+        "RMSprop's mean-square slots",
+    ("keras.optimizers.RMSprop", "_momentums"):
+        "RMSprop's momentum slots (empty without momentum)",
+    ("keras.optimizers.RMSprop", "_average_gradients"):
+        "centered RMSprop's mean-gradient slots (empty when not centered)",
 }
 
 Functional = _functional.Functional
@@ -89,6 +95,8 @@ def _instance_attributes():
     model.compile(optimizer="sgd", loss="mse")
     adam = keras.optimizers.Adam()
     adam.build(model.trainable_variables)
+    rmsprop = keras.optimizers.RMSprop()
+    rmsprop.build(model.trainable_variables)
     graph = model._functional if hasattr(model, "_functional") else None
     import tensorflow as tf
 
@@ -99,7 +107,8 @@ def _instance_attributes():
 
     logits = type("Tensor", (), {"_keras_logits": None})() if softmax_output() else None
     return {"keras.Sequential": model, "keras.Model": model, "Functional": graph,
-            "keras.optimizers.Adam": adam, "tensor": logits}
+            "keras.optimizers.Adam": adam, "keras.optimizers.RMSprop": rmsprop,
+            "tensor": logits}
 
 
 def check():
@@ -200,6 +209,19 @@ def variable_index(optimizer, variable):
 def adam_slots(optimizer, variable):
     index = variable_index(optimizer, variable)
     return optimizer._momentums[index], optimizer._velocities[index]
+
+
+def rmsprop_slots(optimizer, variable):
+    """(velocity, momentum or None, average gradient or None) of ``variable``."""
+    index = variable_index(optimizer, variable)
+    momentums, averages = optimizer._momentums, optimizer._average_gradients
+    return (optimizer._velocities[index], momentums[index] if momentums else None,
+            averages[index] if averages else None)
+
+
+def sgd_momentum(optimizer, variable):
+    """SGD's momentum slot of ``variable`` (``momentums`` is public)."""
+    return optimizer.momentums[variable_index(optimizer, variable)]
 
 
 def overwrite_with_gradients(optimizer, grads, variables):

@@ -15,7 +15,7 @@ import dataclasses
 
 import numpy as np
 
-from keras_dlu.memory import inplace
+from keras_dlu.memory import dense_blocks, inplace
 from keras_dlu.memory.keras_internals import layer_graph, nodes_by_depth
 
 
@@ -32,6 +32,9 @@ class LayerPlan:
         fused: True when the layer's update is applied as soon as its gradients exist;
             False when the plan defers it to the end of the step (where the update's
             temporaries cost less than they would on top of the live activations).
+        dw_blocked: True when the kernel's gradient is computed in row blocks, each
+            applied in place at once (``keras_dlu.memory.dense_blocks``): dX first, and
+            at most one block of dW exists.
     """
 
     name: str
@@ -40,6 +43,11 @@ class LayerPlan:
     dw_bytes: int
     dw_first: bool
     fused: bool = True
+    dw_blocked: bool = False
+
+    def live_dw_bytes(self, block_bytes):
+        """Bytes of this node's weight gradient alive at once."""
+        return min(self.dw_bytes, block_bytes) if self.dw_blocked else self.dw_bytes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,7 +91,9 @@ class MemoryPlan:
         ]
         for entry in reversed(self.layers):
             order = "dW, dX" if entry.dw_first else "dX, dW"
-            if not entry.dw_bytes:
+            if entry.dw_blocked:
+                order = "dX, dW in row blocks, each updated at once"
+            elif not entry.dw_bytes:
                 order = "dX"
             elif entry.fused:
                 order += ", update"
@@ -157,10 +167,12 @@ def plan(model, batch_size, optimizer=None, update_factor=None):
     block = inplace.BLOCK_BYTES if optimizer is not None and inplace.supported(
         optimizer) else None
     cost = _UpdateCost(float(update_factor), block)
-    entries = _layer_entries(graph, model, batch_size)
+    eager = bool(getattr(model, "run_eagerly", False))
+    entries = _layer_entries(graph, model, batch_size, optimizer, eager)
     inputs = _bytes(graph.inputs, batch_size)
     fused, stock, best = _choose_fused(entries, inputs, cost)
-    entries = tuple(dataclasses.replace(e, fused=f) for e, f in zip(entries, fused))
+    entries = tuple(dataclasses.replace(e, fused=f, dw_blocked=e.dw_blocked and f)
+                    for e, f in zip(entries, fused))
     return MemoryPlan(batch_size, entries, stock, best, float(update_factor), block,
                       type(optimizer).__name__ if optimizer is not None else None)
 
@@ -180,12 +192,16 @@ def _check_arguments(batch_size, update_factor):
         )
 
 
-def _layer_entries(graph, model, batch_size):
+def _layer_entries(graph, model, batch_size, optimizer=None, eager=False):
     """One ``LayerPlan`` per node of the backward pass, last layer first."""
     trainable = {id(v) for v in model.trainable_variables}
     depends = set()
     entries = []
     by_depth = nodes_by_depth(graph)
+    calls = {}
+    for nodes in by_depth.values():
+        for node in nodes:
+            calls[id(node.operation)] = calls.get(id(node.operation), 0) + 1
     for depth in sorted(by_depth, reverse=True):
         for node in by_depth[depth]:
             if not node.operation or node.is_input:
@@ -205,6 +221,9 @@ def _layer_entries(graph, model, batch_size):
                     dx_bytes=dx,
                     dw_bytes=dw,
                     dw_first=dw >= dx,
+                    dw_blocked=dense_blocks.blockable(
+                        node.operation, node.input_tensors, optimizer,
+                        calls[id(node.operation)], eager),
                 )
             )
     return entries
@@ -218,7 +237,7 @@ def _choose_fused(entries, inputs, cost):
     improved = True
     while improved:  # greedily defer the update that lowers the predicted peak most
         improved = False
-        for i in [i for i, f in enumerate(fused) if f]:
+        for i in [i for i, f in enumerate(fused) if f and not entries[i].dw_blocked]:
             trial = list(fused)
             trial[i] = False
             peak = _peak(entries, inputs, trial, cost)
@@ -253,9 +272,11 @@ def _peak(entries, inputs, fused, cost):
     for i in range(len(entries) - 1, -1, -1):
         e = entries[i]
         live = inputs + sum(x.activation_bytes for x in entries[: i + 1])
-        step = live + e.activation_bytes + e.dx_bytes + deferred + e.dw_bytes
+        dw = e.live_dw_bytes(inplace.BLOCK_BYTES) if fused[i] and cost.block_bytes else (
+            e.dw_bytes)
+        step = live + e.activation_bytes + e.dx_bytes + deferred + dw
         if fused[i]:
-            step += cost(e.dw_bytes)
+            step += cost(dw)
         else:
             deferred += e.dw_bytes
         peak = max(peak, step)

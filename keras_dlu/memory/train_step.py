@@ -15,7 +15,9 @@ obeys whatever ``inter_op_parallelism_threads`` is. Every op of a node's backwar
 the previous node's update; an update waits for its node's dX (so the forward read of W is
 dead and the variable is updated in place); a dW-first node computes dX after dW; the row
 blocks of an in-place update run one after the other (``inplace``); deferred updates wait
-for the last node's backward. What stays parallel does not raise the peak: the forward
+for the last node's backward. A large Dense kernel (the plan's ``dw_blocked``) never has its
+whole weight gradient: dX first, then each row block of dW and its update
+(``dense_blocks``). What stays parallel does not raise the peak: the forward
 pass, dX and dW of a node computed by one gradient call when dX is the larger, each
 kernel's intra-op threads, and the loss and metrics.
 
@@ -31,7 +33,7 @@ import keras
 import tensorflow as tf
 from keras import tree
 
-from keras_dlu.memory import inplace
+from keras_dlu.memory import dense_blocks, inplace
 from keras_dlu.memory import keras_internals as internals
 from keras_dlu.memory.keras_internals import layer_graph
 
@@ -72,10 +74,8 @@ def _forward(model, x):
     return internals.run_graph(graph, x, operation_fn), records
 
 
-def _apply_without_increment(optimizer, grads, variables, owned=False):
-    """``optimizer.apply`` for a group of variables, without the iteration increment.
-
-    ``owned``: no other op reads the gradient tensors (see ``inplace.apply``)."""
+def _apply_without_increment(optimizer, grads, variables):
+    """``optimizer.apply`` for a group of variables, without the iteration increment."""
     pairs = [(g, v) for g, v in zip(grads, variables) if g is not None]
     if not pairs:
         return []
@@ -89,7 +89,7 @@ def _apply_without_increment(optimizer, grads, variables, owned=False):
             if scale is not None:
                 grads = [g / scale for g in grads]
             if inplace.supported(optimizer):
-                inplace.apply(optimizer, grads, variables, owned=owned)
+                inplace.apply(optimizer, grads, variables)
             else:
                 internals.backend_apply(optimizer, grads, variables)
             for variable in variables:
@@ -98,109 +98,134 @@ def _apply_without_increment(optimizer, grads, variables, owned=False):
     return graph.get_operations()[first:]
 
 
-def _owned(dws, grads, seeds):
-    """True when no dW tensor is also a dX, a seed or another variable's dW."""
-    others = {id(t) for ts in grads.values() for t in ts} | {id(t) for t in seeds}
-    ids = [id(g) for g in dws]
-    return len(set(ids)) == len(ids) and not others.intersection(ids)
-
-
 def _group(ops_or_tensors):
     items = [t for t in ops_or_tensors if t is not None]
     return [tf.group(*items)] if items else []
 
 
+def _sum(contributions):
+    return contributions[0] if len(contributions) == 1 else tf.add_n(contributions)
+
+
 class _Backward:
-    """Per-node backward pass with fused per-layer updates."""
+    """Per-node backward pass with fused per-layer updates.
+
+    State of one traced pass: ``grads`` maps id(tensor) to the gradient contributions
+    received so far, ``pending`` id(variable) to weight gradients not applied yet,
+    ``deps`` the last fused update (the next node's backward waits for it), ``computed``
+    the gradients of the last node that had any, ``updates`` every update op.
+    """
 
     def __init__(self, model, plan, fuse_update):
         self.model = model
         self.fuse_update = fuse_update
         self.order = {entry.name: entry.dw_first for entry in plan.layers}
         self.fused = {entry.name: entry.fused for entry in plan.layers}
+        self.blocked = {e.name for e in plan.layers if e.dw_blocked and fuse_update}
         self.weights = {id(v): v for v in model.trainable_variables}
 
     def _node_weights(self, operation):
         return [v for v in operation.trainable_variables if id(v) in self.weights]
 
     def run(self, tape, loss, y_pred, records):
-        optimizer = self.model.optimizer
-        grads = {}  # id(tensor) -> list of gradient contributions
-        # Keras' crossentropy losses read a softmax/sigmoid output's logits (the tensor's
-        # `_keras_logits`, made inside the last layer) instead of the output itself, so
-        # the loss gradient is seeded at both and the logits enter that layer's backward.
+        """Node by node from the last: gradients, then the fused or deferred updates,
+        then the iteration increment after every update."""
+        self.grads, self.pending, self.deps, self.computed, self.updates = {}, {}, [], [], []
+        logits = self._seed(tape, loss, y_pred)
+        remaining = {}  # a layer called by several nodes is applied after its last node
+        for operation, _, _ in records:
+            remaining[id(operation)] = remaining.get(id(operation), 0) + 1
+        needs_input_grad = self._inputs_needing_grad(records)
+        for operation, inputs, outputs in reversed(records):
+            remaining[id(operation)] -= 1
+            self._node(tape, operation, inputs, needs_input_grad,
+                       self._output_seeds(outputs, logits),
+                       last=remaining[id(operation)] == 0)
+        self._apply_deferred()
+        with tf.control_dependencies(self.updates):
+            self.model.optimizer.iterations.assign_add(1)
+
+    def _seed(self, tape, loss, y_pred):
+        """The loss gradient at the outputs. Keras' crossentropy losses read a
+        softmax/sigmoid output's logits (the tensor's ``_keras_logits``, made inside the
+        last layer) instead of the output itself, so the loss gradient is seeded at both
+        and the logits enter that layer's backward. Returns {id(output): logits}."""
         y_flat = tree.flatten(y_pred)
         logits = {id(y): internals.logits_of(y) for y in y_flat
                   if internals.logits_of(y) is not None}
         sources = y_flat + list(logits.values())
         for y, g in zip(sources, tape.gradient(loss, sources)):
             if g is not None:
-                grads.setdefault(id(y), []).append(g)
-        # A layer whose variables several nodes use is applied after its last node.
-        remaining = {}
-        for operation, _, _ in records:
-            remaining[id(operation)] = remaining.get(id(operation), 0) + 1
-        pending = {}  # id(variable) -> accumulated dW
-        deps = []
-        computed = []  # the gradients of the last node with any, for the deferred group
-        all_updates = []
-        needs_input_grad = self._inputs_needing_grad(records)
-        for operation, inputs, outputs in reversed(records):
-            targets, seeds = [], []
-            for out in outputs + [logits[id(o)] for o in outputs if id(o) in logits]:
-                contributions = grads.pop(id(out), None)
-                if contributions:
-                    targets.append(out)
-                    seeds.append(
-                        contributions[0]
-                        if len(contributions) == 1
-                        else tf.add_n(contributions)
-                    )
-            remaining[id(operation)] -= 1
-            weights = self._node_weights(operation)
-            pairs = [(t, c) for t, c in inputs if id(t) in needs_input_grad]
-            xs = [c for _, c in pairs]
-            if targets:
-                with tf.control_dependencies(deps):
+                self.grads.setdefault(id(y), []).append(g)
+        return logits
+
+    def _output_seeds(self, outputs, logits):
+        """``(targets, seeds)``: the node's outputs (and logits) that received gradients,
+        and the sum of each one's contributions."""
+        targets, seeds = [], []
+        for out in outputs + [logits[id(o)] for o in outputs if id(o) in logits]:
+            contributions = self.grads.pop(id(out), None)
+            if contributions:
+                targets.append(out)
+                seeds.append(_sum(contributions))
+        return targets, seeds
+
+    def _node(self, tape, operation, inputs, needs_input_grad, targets_seeds, last):
+        """One node's dX and dW (after the previous update), then its update if due.
+
+        ``inputs``: ``(tensor, the node's identity of it)`` per input."""
+        targets, seeds = targets_seeds
+        weights = self._node_weights(operation)
+        pairs = [(t, c) for t, c in inputs if id(t) in needs_input_grad]
+        dxs, rows = [], None
+        if targets:
+            with tf.control_dependencies(self.deps):
+                if operation.name in self.blocked and last:
+                    dx, dws, rows = dense_blocks.gradients(
+                        tape, operation, inputs[0][1], targets, seeds, needs_dx=bool(pairs))
+                    dxs = [dx] if pairs else []
+                else:
                     dxs, dws = self._node_gradients(
-                        tape, operation, targets, seeds, xs, weights
-                    )
-                computed = [g for g in list(dxs) + list(dws) if g is not None]
-                for (x, _), dx in zip(pairs, dxs):
-                    if dx is not None:
-                        grads.setdefault(id(x), []).append(dx)
-                for w, dw in zip(weights, dws):
-                    if dw is not None:
-                        pending.setdefault(id(w), []).append(dw)
-            if remaining[id(operation)] == 0 and weights:
-                ready = [(w, pending.pop(id(w), None)) for w in weights]
-                ready = [
-                    (w, g[0] if len(g) == 1 else tf.add_n(g)) for w, g in ready if g
-                ]
-                if ready and self.fuse_update and self.fused.get(operation.name, True):
-                    # The update waits for dX so the forward read of W is dead and the
-                    # variable is updated in place; the next node waits for the update.
-                    with tf.control_dependencies(_group(dxs) if targets else []):
-                        updates = _apply_without_increment(
-                            optimizer, [g for _, g in ready], [w for w, _ in ready],
-                            owned=_owned([g for _, g in ready], grads, seeds),
-                        )
-                    deps = _group(updates)
-                    all_updates.extend(deps)
-                elif ready:
-                    for w, g in ready:
-                        pending[id(w)] = [g]
-        if pending:
-            # Deferred updates run at the end: after the last node's backward.
-            order = [v for v in self.model.trainable_variables if id(v) in pending]
-            with tf.control_dependencies(deps + _group(computed)):
-                deferred = _apply_without_increment(
-                    optimizer, [pending[id(v)][0] for v in order], order,
-                    owned=_owned([pending[id(v)][0] for v in order], grads, []),
-                )
-            all_updates.extend(_group(deferred))
-        with tf.control_dependencies(all_updates):
-            optimizer.iterations.assign_add(1)
+                        tape, operation, targets, seeds, [c for _, c in pairs], weights)
+            self.computed = [g for g in list(dxs) + list(dws) if g is not None]
+            for (x, _), dx in zip(pairs, dxs):
+                if dx is not None:
+                    self.grads.setdefault(id(x), []).append(dx)
+            for w, dw in zip(weights, dws):
+                if dw is not None:
+                    self.pending.setdefault(id(w), []).append(dw)
+        if last and weights:
+            self._update(operation, weights, dxs, rows)
+
+    def _update(self, operation, weights, dxs, rows):
+        """The layer's update now (fused: after its dX, so the forward read of W is dead
+        and the variable is updated in place; the next node waits for it), or later."""
+        ready = [(w, self.pending.pop(id(w), None)) for w in weights]
+        ready = [(w, _sum(g)) for w, g in ready if g]
+        if not (ready or rows):
+            return
+        if not (self.fuse_update and self.fused.get(operation.name, True)):
+            self.pending.update({id(w): [g] for w, g in ready})
+            return
+        optimizer = self.model.optimizer
+        with tf.control_dependencies(_group(dxs)):
+            updates = _apply_without_increment(
+                optimizer, [g for _, g in ready], [w for w, _ in ready])
+            if rows is not None:
+                with tf.control_dependencies(_group(updates)):
+                    updates = dense_blocks.apply(optimizer, operation.kernel, rows)
+        self.deps = _group(updates)
+        self.updates.extend(self.deps)
+
+    def _apply_deferred(self):
+        """Deferred updates run at the end: after the last node's backward."""
+        if not self.pending:
+            return
+        order = [v for v in self.model.trainable_variables if id(v) in self.pending]
+        with tf.control_dependencies(self.deps + _group(self.computed)):
+            deferred = _apply_without_increment(
+                self.model.optimizer, [self.pending[id(v)][0] for v in order], order)
+        self.updates.extend(_group(deferred))
 
     def _inputs_needing_grad(self, records):
         """Ids of recorded tensors that depend on a trainable variable."""
@@ -214,7 +239,8 @@ class _Backward:
         """dX and dW of one node. When dW is the larger (the plan's ``dw_first``) it is
         computed by its own gradient call and dX waits for it; otherwise one call
         computes both (dX first would only duplicate the layer's inner gradients, whose
-        buffers are as large as dX)."""
+        buffers are as large as dX). A blocked Dense (the plan's ``dw_blocked``) goes
+        through ``dense_blocks.gradients`` instead."""
         if xs and weights and self.order.get(operation.name, False):
             dws = tape.gradient(targets, weights, output_gradients=seeds)
             with tf.control_dependencies(_group(dws)):

@@ -78,48 +78,6 @@ def small_mlp_at_seed():
     return small_mlp()
 
 
-UPDATES = [
-    lambda: keras.optimizers.Adam(1e-2),
-    lambda: keras.optimizers.Adam(keras.optimizers.schedules.ExponentialDecay(1e-2, 2, 0.5),
-                                  clipnorm=0.3),
-    lambda: keras.optimizers.AdamW(1e-2, weight_decay=0.1, beta_1=0.8, epsilon=1e-4),
-    lambda: keras.optimizers.SGD(0.05, momentum=0.9, weight_decay=0.01, clipvalue=0.5),
-    lambda: keras.optimizers.SGD(0.05),
-]
-
-
-@pytest.mark.parametrize("make", UPDATES)
-def test_in_place_update_is_bit_for_bit_with_keras_over_several_blocks(make, monkeypatch):
-    monkeypatch.setattr(inplace, "BLOCK_BYTES", 4096)  # [300, 37] float32: 7 row blocks
-    rng = np.random.default_rng(0)
-    shapes = [(300, 37), (1000,), (5, 4, 3, 2), ()]
-    start = [rng.normal(size=s).astype("float32") for s in shapes]
-    steps = [[(rng.normal(size=s) * 10.0 ** rng.integers(-4, 2, size=s)).astype("float32")
-              for s in shapes] for _ in range(4)]
-
-    def run(fused):
-        variables = [keras.Variable(w.copy()) for w in start]
-        optimizer = make()
-        optimizer.build(variables)
-
-        @tf.function
-        def step(grads):
-            if not fused:
-                return optimizer.apply(list(grads), variables)
-            with tf.control_dependencies(inplace.apply(optimizer, list(grads), variables)):
-                optimizer.iterations.assign_add(1)
-
-        for grads in steps:
-            step([tf.constant(g) for g in grads])
-        return [v.numpy() for v in variables]
-
-    assert inplace.supported(make())
-    stock, fused = run(False), run(True)
-    for s, f, w in zip(stock, fused, start):
-        assert np.max(np.abs(s - w)) > 0  # every variable moved
-        np.testing.assert_array_equal(f, s)
-
-
 def softmax_mlp():
     return keras.Sequential([keras.Input((32,)), keras.layers.Dense(64, activation="relu"),
                              keras.layers.Dense(10, activation="softmax")])
@@ -150,21 +108,12 @@ def test_in_place_sgd_updates_are_bit_for_bit(optimizer):
     assert max_weight_difference(stock, tuned) == 0.0
 
 
-def test_in_place_path_only_for_sgd_adam_adamw():
-    assert inplace.supported(keras.optimizers.Adam())
-    assert inplace.supported(keras.optimizers.AdamW())
-    assert not inplace.supported(keras.optimizers.SGD(0.1, momentum=0.9, nesterov=True))
-    assert not inplace.supported(keras.optimizers.SGD(0.1, use_ema=True))
-    assert not inplace.supported(keras.optimizers.Adam(amsgrad=True))
-    assert not inplace.supported(keras.optimizers.RMSprop())
-
-
 def test_summary_states_the_update_cost():
     model = small_mlp()
     blocked = keras.optimizers.Adam()
     assert "in place" in _plan(model, blocked).summary()
-    other = _plan(model, keras.optimizers.RMSprop()).summary()
-    assert "Keras' own update_step" in other and "RMSprop" in other
+    other = _plan(model, keras.optimizers.Adagrad()).summary()
+    assert "Keras' own update_step" in other and "Adagrad" in other
 
 
 def _plan(model, optimizer):
@@ -187,14 +136,14 @@ def test_stock_train_function_is_restored_after_fit():
 def test_peak_memory_reduced_under_default_threading():
     # TensorFlow's default threading in a fresh process, stock and optimized steps
     # interleaved on the same model (one process keeps the test short; the benchmark
-    # gives each kind its own processes). Measured with Adam: stock 16.4-16.7 MiB,
-    # optimized 5.6 MiB; with one inter-op thread stock's schedule happens to peak at
-    # 8.4 MiB, so the bound holds against either schedule, and fails when the step falls
-    # back to stock or Adam's update is not in place (12.4-12.7 MiB).
-    run = isolated_peaks("alexnet_style", 8, dict(image_size=32, dense=1024),
+    # gives each kind its own processes). VGG-style, Adam, batch 8, measured: stock 36-48
+    # MiB, optimized 4.3-4.8 MiB. The bound fails when the step falls back to stock, when
+    # Adam's update is not in place, and when the 16 MiB dense kernel's whole gradient
+    # exists (not computed in row blocks: optimized 21 MiB).
+    run = isolated_peaks("vgg_style", 8, dict(image_size=32),
                          {"class_name": "Adam", "config": {"learning_rate": 1e-3}},
-                         repeats=3)
+                         repeats=2)
     assert run["optimized_fallback"] is None
     stock, optimized = run["stock_peaks"], run["optimized_peaks"]
     assert min(stock) > 0, stock
-    assert max(optimized) <= 0.7 * min(stock), (optimized, stock)
+    assert max(optimized) <= min(0.25 * min(stock), 8 * 2**20), (optimized, stock)
