@@ -41,7 +41,9 @@ class Proxtone(keras.optimizers.Optimizer):
        the minimisers of the objective (`p = 0`) are fixed points.
 
     Non-finite gradients skip the step (no state changes but the iteration count), and
-    non-finite new weights are never written. PROXTONE+: with `first_order_after=N`, steps
+    non-finite new weights are never written. No variable is assigned inside a branch (each
+    is assigned once per step from the value selected for it), so the step runs on the
+    TensorFlow, JAX and PyTorch backends. PROXTONE+: with `first_order_after=N`, steps
     after the N-th are the first-order proximal update `x = soft(x - t*g, t*l1)` with
     `t = c*lr/L`.
 
@@ -188,12 +190,39 @@ class Proxtone(keras.optimizers.Optimizer):
                                   "(requires_all_gradients = True); use apply().")
 
     def _backend_update_step(self, grads, trainable_variables, learning_rate):
+        """One step, branch-free: no variable is assigned inside a branch (JAX cannot trace
+        that), every state variable is assigned once from the values selected for it."""
         gradients = self._dense_gradients(grads, trainable_variables)
-        finite = ops.all(ops.stack([ops.all(ops.isfinite(g)) for g in gradients]))
+        finite = _all_finite(gradients)
+        gradients = [ops.where(finite, g, 0.0) for g in gradients]  # a skipped step adds 0
         lr = ops.cast(learning_rate, "float32")
-        ops.cond(finite, lambda: self._step(gradients, lr), lambda: None)
+        values = self._values()
+        state = self._accumulate_block(self._read_state(), values, gradients, finite)
+        closing = ops.logical_and(finite, ops.greater_equal(state["block_count"],
+                                                            float(self.pair_interval)))
+        state = ops.cond(closing, lambda: self._close_block(state, values), lambda: state)
+        for name, variables in self._state_variables().items():
+            for variable, value in zip(_as_list(variables), _as_list(state[name])):
+                self.assign(variable, value)
+        self._write(values, self._move(state, values, gradients, lr), finite)
 
-    # -- the named pieces of a step -------------------------------------------------------
+    # -- the named pieces of a step (tensors in, tensors out) ------------------------------
+
+    def _state_variables(self):
+        return {"value_sums": self._value_sums, "gradient_sums": self._gradient_sums,
+                "previous_values": self._previous_values,
+                "previous_gradients": self._previous_gradients, "memory": self._memory,
+                "gram": self._gram, "stamps": self._stamps,
+                "pair_curvatures": self._pair_curvatures, "pairs_seen": self._pairs_seen,
+                "block_count": self._block_count, "block_square_sum": self._block_square_sum,
+                "has_previous": self._has_previous, "curvature": self._curvature,
+                "step_scale": self._step_scale}
+
+    def _read_state(self):
+        """The current value of every state variable, as tensors (lists stay lists)."""
+        return {name: [ops.convert_to_tensor(v) for v in variables]
+                if isinstance(variables, list) else ops.convert_to_tensor(variables)
+                for name, variables in self._state_variables().items()}
 
     def _dense_gradients(self, grads, trainable_variables):
         """float32 gradients in the order of `self._trainable_variables`, zeros if None."""
@@ -204,91 +233,75 @@ class Proxtone(keras.optimizers.Optimizer):
         return [ops.zeros(v.shape, "float32") if g is None else g
                 for g, v in zip(gradients, self._trainable_variables)]
 
-    def _step(self, gradients, lr):
-        values = self._values()
-        self._accumulate_block(values, gradients)
-        ops.cond(ops.greater_equal(self._block_count, float(self.pair_interval)),
-                 lambda: self._close_block(values), lambda: None)
-        if self.first_order_after is None:
-            self._second_order_move(values, gradients, lr)
-        else:
-            ops.cond(ops.greater_equal(self.iterations, self.first_order_after),
-                     lambda: self._first_order_move(values, gradients, lr),
-                     lambda: self._second_order_move(values, gradients, lr))
-
     def _values(self):
         return [ops.cast(v, "float32") for v in self._trainable_variables]
 
-    def _accumulate_block(self, values, gradients):
-        for sums, new in ((self._value_sums, values), (self._gradient_sums, gradients)):
-            for total, vector in zip(sums, new):
-                self.assign_add(total, ops.cast(vector, total.dtype))
-        self.assign_add(self._block_square_sum, _dot(gradients, gradients))
-        self.assign_add(self._block_count, 1.0)
+    def _accumulate_block(self, state, values, gradients, finite):
+        """The block sums with this step added (a skipped step adds nothing)."""
+        weight = ops.cast(finite, "float32")
+        sums = {}
+        for name, new in (("value_sums", values), ("gradient_sums", gradients)):
+            sums[name] = [total + ops.cast(weight * vector, total.dtype)
+                          for total, vector in zip(state[name], new)]
+        return dict(state, **sums,
+                    block_square_sum=state["block_square_sum"] + weight * _dot(gradients,
+                                                                              gradients),
+                    block_count=state["block_count"] + weight)
 
-    def _close_block(self, values):
+    def _close_block(self, state, values):
         """Block means -> a curvature pair with the previous block, and the noise scale."""
-        count = self._block_count
-        means_x = [ops.cast(t, "float32") / count for t in self._value_sums]
-        means_g = [ops.cast(t, "float32") / count for t in self._gradient_sums]
-        s = [a - ops.cast(b, "float32") for a, b in zip(means_x, self._previous_values)]
-        y = [a - ops.cast(b, "float32") for a, b in zip(means_g, self._previous_gradients)]
-        self._add_pair(s, y)
-        variance = self._block_square_sum / count - _dot(means_g, means_g)
+        count = state["block_count"]
+        means_x = [ops.cast(t, "float32") / count for t in state["value_sums"]]
+        means_g = [ops.cast(t, "float32") / count for t in state["gradient_sums"]]
+        s = [a - ops.cast(b, "float32") for a, b in zip(means_x, state["previous_values"])]
+        y = [a - ops.cast(b, "float32") for a, b in zip(means_g, state["previous_gradients"])]
+        state = self._add_pair(state, s, y)
+        variance = state["block_square_sum"] / count - _dot(means_g, means_g)
         pseudo = self._pseudo_gradient(values, means_g)
-        self.assign(self._step_scale, _pairs.noise_step_scale(_dot(pseudo, pseudo), variance,
-                                                              self.noise_scale))
-        for store, new in ((self._previous_values, means_x),
-                           (self._previous_gradients, means_g)):
-            for variable, vector in zip(store, new):
-                self.assign(variable, ops.cast(vector, variable.dtype))
-        for total in self._value_sums + self._gradient_sums:
-            self.assign(total, ops.zeros_like(total))
-        self.assign(self._block_square_sum, 0.0)
-        self.assign(self._block_count, 0.0)
-        self.assign(self._has_previous, 1.0)
+        step_scale = _pairs.noise_step_scale(_dot(pseudo, pseudo), variance, self.noise_scale)
+        return dict(
+            state, step_scale=ops.cast(step_scale, "float32"),
+            previous_values=[ops.cast(v, t.dtype) for v, t in zip(means_x, state["value_sums"])],
+            previous_gradients=[ops.cast(v, t.dtype)
+                                for v, t in zip(means_g, state["gradient_sums"])],
+            value_sums=[ops.zeros_like(t) for t in state["value_sums"]],
+            gradient_sums=[ops.zeros_like(t) for t in state["gradient_sums"]],
+            block_square_sum=ops.zeros_like(state["block_square_sum"]),
+            block_count=ops.zeros_like(count), has_previous=ops.ones_like(count))
 
-    def _memory_dots(self, vectors):
-        """``[2m, k]`` inner products of the stored ``[S; Y]`` rows with k vector lists."""
-        m = self.memory
-        total = None
-        for index, memory_var in enumerate(self._memory):
-            columns = ops.stack([ops.reshape(v[index], (-1,)) for v in vectors], axis=1)
-            flat = ops.reshape(ops.cast(memory_var, "float32"), (2 * m, -1))
-            part = ops.matmul(flat, columns)
-            total = part if total is None else total + part
-        return total
-
-    def _add_pair(self, s, y):
+    def _add_pair(self, state, s, y):
+        """The memory, Gram matrix and pair bookkeeping after offering the pair ``(s, y)``."""
         ss, sy, yy = _dot(s, s), _dot(s, y), _dot(y, y)
-        dots = self._memory_dots([s, y])
+        dots = _memory_dots(state["memory"], [s, y], self.memory)
         finite = ops.logical_and(ops.all(ops.isfinite(ops.stack([ss, sy, yy]))),
                                  ops.all(ops.isfinite(dots)))
-        accept = _pairs.accept_pair(ops.greater(self._has_previous, 0.0), ss, sy, yy,
+        accept = _pairs.accept_pair(ops.greater(state["has_previous"], 0.0), ss, sy, yy,
                                     self.min_pair_cosine, finite)
-        slot = ops.cast(ops.argmin(self._stamps), "int32")
+        slot = ops.cast(ops.argmin(state["stamps"]), "int32")
         chosen = ops.logical_and(ops.equal(ops.arange(self.memory), slot), accept)
-        self.assign(self._gram, _pairs.replace_slot(self._gram, chosen, dots, ss, sy, yy))
-        self.assign(self._stamps, ops.where(chosen, self._pairs_seen, self._stamps))
-        self.assign(self._pair_curvatures, ops.where(
-            chosen, yy / ops.maximum(sy, 1e-30), self._pair_curvatures))
-        self.assign(self._curvature, ops.where(
-            accept, ops.clip(sy / ops.maximum(ss, 1e-30), 1e-6, 1e6), self._curvature))
-        self.assign_add(self._pairs_seen, ops.cast(accept, "float32"))
+        return dict(
+            state,
+            memory=[self._store_pair(memory, slot, ds, dy, accept)
+                    for memory, ds, dy in zip(state["memory"], s, y)],
+            gram=_pairs.replace_slot(state["gram"], chosen, dots, ss, sy, yy),
+            stamps=ops.where(chosen, state["pairs_seen"], state["stamps"]),
+            pair_curvatures=ops.where(chosen, yy / ops.maximum(sy, 1e-30),
+                                      state["pair_curvatures"]),
+            curvature=ops.where(accept, ops.clip(sy / ops.maximum(ss, 1e-30), 1e-6, 1e6),
+                                state["curvature"]),
+            pairs_seen=state["pairs_seen"] + ops.cast(accept, "float32"))
 
-        def store():
-            m = self.memory
-            for memory_var, ds, dy in zip(self._memory, s, y):
-                start = [0] * len(memory_var.shape)
-                for row, index in ((ds, slot), (dy, slot + m)):
-                    start[0] = index
-                    self.assign(memory_var, ops.slice_update(
-                        memory_var, start, ops.cast(row[None], memory_var.dtype)))
+    def _store_pair(self, memory, slot, s, y, accept):
+        """``memory`` with rows ``slot`` and ``slot + m`` set to ``s`` and ``y`` if accepted."""
+        start = [0] * len(memory.shape)
+        stored = memory
+        for row, index in ((s, slot), (y, slot + self.memory)):
+            start[0] = index
+            stored = ops.slice_update(stored, start, ops.cast(row[None], memory.dtype))
+        return ops.where(accept, stored, memory)
 
-        ops.cond(accept, store, lambda: None)
-
-    def _largest_curvature(self):
-        return _pairs.largest_curvature(self._pair_curvatures, self._stamps,
+    def _largest_curvature(self, state):
+        return _pairs.largest_curvature(state["pair_curvatures"], state["stamps"],
                                         self.initial_curvature)
 
     def _pseudo_gradient(self, values, gradients):
@@ -303,34 +316,43 @@ class Proxtone(keras.optimizers.Optimizer):
             return value
         return ops.sign(value) * ops.maximum(ops.abs(value) - threshold, 0.0)
 
-    def _write(self, values):
-        """Assigns the new weights unless any of them is non-finite."""
-        finite = ops.all(ops.stack([ops.all(ops.isfinite(v)) for v in values]))
-        for variable, value in zip(self._trainable_variables, values):
-            self.assign(variable, ops.cast(ops.where(finite, value, variable), variable.dtype))
+    def _write(self, values, new_values, finite):
+        """Assigns the new weights unless the step was skipped or any of them is non-finite."""
+        keep = ops.logical_and(finite, _all_finite(new_values))
+        for variable, old, new in zip(self._trainable_variables, values, new_values):
+            self.assign(variable, ops.cast(ops.where(keep, new, old), variable.dtype))
 
-    def _first_order_move(self, values, gradients, lr):
-        t = self._step_scale * lr / self._largest_curvature()
-        self._write([self._soft(x - t * g, t * self.l1) for x, g in zip(values, gradients)])
+    def _move(self, state, values, gradients, lr):
+        if self.first_order_after is None:
+            return self._second_order_move(state, values, gradients, lr)
+        return ops.cond(ops.greater_equal(ops.convert_to_tensor(self.iterations),
+                                          self.first_order_after),
+                        lambda: self._first_order_move(state, values, gradients, lr),
+                        lambda: self._second_order_move(state, values, gradients, lr))
 
-    def _second_order_move(self, values, gradients, lr):
+    def _first_order_move(self, state, values, gradients, lr):
+        t = state["step_scale"] * lr / self._largest_curvature(state)
+        return [self._soft(x - t * g, t * self.l1) for x, g in zip(values, gradients)]
+
+    def _second_order_move(self, state, values, gradients, lr):
         """The damped subspace quasi-Newton step, mapped back, then the proximal L1 step."""
         m = self.memory
         pseudo = self._pseudo_gradient(values, gradients)
-        dots = self._memory_dots([pseudo])[:, 0]
-        floor = self.damping * self._largest_curvature()
-        a_s, a_y, a_p = subspace_direction(self._gram, dots[:m], dots[m:], _dot(pseudo, pseudo),
-                                           self._stamps, self._curvature, floor)
+        dots = _memory_dots(state["memory"], [pseudo], m)[:, 0]
+        floor = self.damping * self._largest_curvature(state)
+        a_s, a_y, a_p = subspace_direction(state["gram"], dots[:m], dots[m:],
+                                           _dot(pseudo, pseudo), state["stamps"],
+                                           state["curvature"], floor)
         coefficients = ops.cast(ops.concatenate([a_s, a_y]), "float32")[None, :]
         a_p = ops.cast(a_p, "float32")
-        scale = self._step_scale * lr
-        t = scale / ops.maximum(self._curvature, floor)
+        scale = state["step_scale"] * lr
+        t = scale / ops.maximum(state["curvature"], floor)
         new_values = []
-        for x, g, p, memory_var in zip(values, gradients, pseudo, self._memory):
-            flat = ops.reshape(ops.cast(memory_var, "float32"), (2 * m, -1))
+        for x, g, p, memory in zip(values, gradients, pseudo, state["memory"]):
+            flat = ops.reshape(ops.cast(memory, "float32"), (2 * m, -1))
             direction = ops.reshape(ops.matmul(coefficients, flat)[0], x.shape) + a_p * p
             new_values.append(self._soft(x + scale * direction + t * (p - g), t * self.l1))
-        self._write(new_values)
+        return new_values
 
     def get_config(self):
         config = super().get_config()
@@ -350,3 +372,22 @@ class Proxtone(keras.optimizers.Optimizer):
 def _dot(a, b):
     """Inner product of two lists of tensors, as one float32 scalar."""
     return sum(ops.sum(x * y) for x, y in zip(a, b))
+
+
+def _all_finite(tensors):
+    return ops.all(ops.stack([ops.all(ops.isfinite(t)) for t in tensors]))
+
+
+def _as_list(value):
+    return value if isinstance(value, list) else [value]
+
+
+def _memory_dots(memory, vectors, m):
+    """``[2m, k]`` inner products of the stored ``[S; Y]`` rows with k vector lists."""
+    total = None
+    for index, memory_value in enumerate(memory):
+        columns = ops.stack([ops.reshape(v[index], (-1,)) for v in vectors], axis=1)
+        flat = ops.reshape(ops.cast(memory_value, "float32"), (2 * m, -1))
+        part = ops.matmul(flat, columns)
+        total = part if total is None else total + part
+    return total

@@ -161,10 +161,6 @@ def test_sdprop_trains_and_round_trips_on_this_backend(tmp_path):
     assert trained < 0.1 * first
 
 
-@pytest.mark.xfail(BACKEND == "jax", strict=True, reason=(
-    "known, open (Proxtone's owner): on JAX 0.10 its update step hands Keras variables to "
-    "keras.ops inside ops.cond ('Triggering __jax_array__() during abstractification', "
-    "_pairs.replace_slot)"))
 def test_proxtone_trains_and_round_trips_on_this_backend(tmp_path):
     first, trained = _fit_round_trip(Proxtone(l1=1e-4), tmp_path)
     assert trained < 0.1 * first
