@@ -4,6 +4,7 @@ import keras
 import tensorflow as tf
 
 from keras_dlu.layers.dlu_product import DLUProductMixin
+from keras_dlu.ops.im2col import im2col
 
 
 @keras.saving.register_keras_serializable(package="keras_dlu")
@@ -11,11 +12,11 @@ class DLUConv2D(DLUProductMixin, keras.layers.Conv2D):
     """Drop-in for ``keras.layers.Conv2D`` whose products run in 8- or 16-bit integers.
 
     The convolution is computed as a matrix product (im2col): the input's patches
-    ``[N*OH*OW, kh*kw*C]`` times the kernel ``[kh*kw*C, filters]``, through
-    ``keras_dlu.ops.dlu_matmul`` in the forward pass and in both backward products,
-    exactly as ``DLUDense`` does (see there). The input gradient's patches are summed
-    back into the image (col2im) in float32, which only adds already-scaled integer
-    products. Inputs, kernel and incoming gradient each keep their histograms and
+    ``[N*OH*OW, kh*kw*C]`` (gathered by the native ``keras_dlu.ops.im2col.im2col``) times
+    the kernel ``[kh*kw*C, filters]``, through ``keras_dlu.ops.dlu_matmul`` in the forward
+    pass and in both backward products, exactly as ``DLUDense`` does (see there). The
+    input gradient's patches are summed back into the image (the native ``col2im``) in
+    float32, which only adds already-scaled integer products. Inputs, kernel and incoming gradient each keep their histograms and
     exponent, chosen by ``policy`` after every training step.
 
     Only ``data_format="channels_last"`` and ``groups=1`` are supported.
@@ -58,9 +59,7 @@ class DLUConv2D(DLUProductMixin, keras.layers.Conv2D):
         kh, kw = self.kernel_size
         sh, sw = self.strides
         dh, dw = self.dilation_rate
-        patches = tf.image.extract_patches(
-            inputs, sizes=[1, kh, kw, 1], strides=[1, sh, sw, 1], rates=[1, dh, dw, 1],
-            padding=self.padding.upper())
+        patches = im2col(inputs, (kh, kw), (sh, sw), (dh, dw), self.padding)
         shape = tf.shape(patches)
         depth = kh * kw * inputs.shape[-1]
         flat = tf.reshape(patches, [-1, depth])

@@ -112,6 +112,7 @@ void QuantizeOperand(const float* x, int64_t rows, int64_t cols, bool by_row, bo
   out->hi = hi;
   out->ld = stride;
   out->bad.assign(op_size, 0);
+  const bool bytes_direct = bits == 8 && FloatQuantizationIsExact(stochastic, exponent);
   uint8_t* bad = out->bad.data();
   int64_t* sums = out->sums.data();
   std::memset(histogram, 0, sizeof(int64_t) * kHistogramBins);
@@ -122,7 +123,7 @@ void QuantizeOperand(const float* x, int64_t rows, int64_t cols, bool by_row, bo
 #pragma omp parallel num_threads(threads)
   {
     PairHistogram local;
-    std::vector<int32_t> q_buffer(group * cols);
+    std::vector<int32_t> q_buffer(bytes_direct ? 0 : group * cols);
     std::vector<int64_t> col_sums((want_sums && !by_row) ? cols : 0, 0);
     std::vector<uint8_t> col_bad(by_row ? 0 : cols, 0);
 #pragma omp for schedule(static)
@@ -131,12 +132,28 @@ void QuantizeOperand(const float* x, int64_t rows, int64_t cols, bool by_row, bo
       const float* xg = x + r0 * cols;
       const int64_t elements = (r1 - r0) * cols;
       const bool any_bad = local.AddRow(xg, elements);
-      QuantizeRow(xg, elements, exponent, bits, stochastic, seed, r0 * cols, q_buffer.data());
       if (any_bad) {
         for (int64_t r = r0; r < r1; ++r)
           for (int64_t c = 0; c < cols; ++c)
             if (!IsFiniteValue(x[r * cols + c])) (by_row ? bad[r] : col_bad[c]) = 1;
       }
+      if (bytes_direct) {  // 8-bit digits straight to bytes; B's sums from them
+        int8_t* out_g = hi + r0 * cols;
+        QuantizeRowNearestInt8(xg, elements, exponent, digit_shift, out_g);
+        if (!want_sums) continue;
+        for (int64_t r = r0; r < r1; ++r) {
+          const int8_t* q = out_g + (r - r0) * cols;
+          if (by_row) {
+            int64_t row_sum = 0;
+            for (int64_t c = 0; c < cols; ++c) row_sum += q[c];
+            sums[r] = row_sum;
+          } else {
+            for (int64_t c = 0; c < cols; ++c) col_sums[c] += q[c];
+          }
+        }
+        continue;
+      }
+      QuantizeRow(xg, elements, exponent, bits, stochastic, seed, r0 * cols, q_buffer.data());
       if (bits == 8) {  // stored like x: one flat run
         int8_t* out_g = hi + r0 * cols;
         for (int64_t e = 0; e < elements; ++e)

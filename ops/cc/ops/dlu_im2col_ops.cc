@@ -1,0 +1,101 @@
+// Registration of KerasDluIm2col and KerasDluCol2im: the patch gather behind DLUConv2D's
+// integer GEMM and its adjoint (the input gradient's scatter-add), native instead of
+// tf.image.extract_patches and its gather/scatter gradient.
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "tensorflow/core/framework/op.h"
+#include "tensorflow/core/framework/shape_inference.h"
+
+namespace {
+
+using ::tensorflow::shape_inference::DimensionHandle;
+using ::tensorflow::shape_inference::InferenceContext;
+using ::tensorflow::shape_inference::ShapeHandle;
+
+absl::Status WindowAttrs(InferenceContext* c, std::vector<int>* sizes, std::vector<int>* strides,
+                         std::vector<int>* dilations, std::string* padding) {
+  TF_RETURN_IF_ERROR(c->GetAttr("kernel_size", sizes));
+  TF_RETURN_IF_ERROR(c->GetAttr("strides", strides));
+  TF_RETURN_IF_ERROR(c->GetAttr("dilations", dilations));
+  TF_RETURN_IF_ERROR(c->GetAttr("padding", padding));
+  for (const auto* list : {sizes, strides, dilations})
+    if (list->size() != 2 || (*list)[0] < 1 || (*list)[1] < 1)
+      return absl::InvalidArgumentError(
+          "`kernel_size`, `strides` and `dilations` must be 2 positive integers each");
+  return absl::OkStatus();
+}
+
+DimensionHandle OutputDim(InferenceContext* c, DimensionHandle in, int size, int stride,
+                          int dilation, const std::string& padding) {
+  if (!c->ValueKnown(in)) return c->UnknownDim();
+  const int64_t n = c->Value(in), effective = (size - 1) * int64_t{dilation} + 1;
+  const int64_t out = padding == "SAME" ? (n + stride - 1) / stride
+                                        : std::max<int64_t>(0, (n - effective + stride) / stride);
+  return c->MakeDim(out);
+}
+
+absl::Status Im2colShape(InferenceContext* c) {
+  ShapeHandle images;
+  absl::Status status = c->WithRank(c->input(0), 4, &images);
+  if (!status.ok())
+    return absl::InvalidArgumentError(absl::StrCat(
+        "`images` must be [batch, height, width, channels] (rank 4): ", status.message()));
+  std::vector<int> sizes, strides, dilations;
+  std::string padding;
+  TF_RETURN_IF_ERROR(WindowAttrs(c, &sizes, &strides, &dilations, &padding));
+  DimensionHandle depth;
+  TF_RETURN_IF_ERROR(c->Multiply(c->Dim(images, 3), int64_t{sizes[0]} * sizes[1], &depth));
+  c->set_output(0, c->MakeShape({c->Dim(images, 0),
+                                 OutputDim(c, c->Dim(images, 1), sizes[0], strides[0],
+                                           dilations[0], padding),
+                                 OutputDim(c, c->Dim(images, 2), sizes[1], strides[1],
+                                           dilations[1], padding),
+                                 depth}));
+  return absl::OkStatus();
+}
+
+absl::Status Col2imShape(InferenceContext* c) {
+  ShapeHandle patches, image_shape, images;
+  absl::Status status = c->WithRank(c->input(0), 4, &patches);
+  if (!status.ok())
+    return absl::InvalidArgumentError(absl::StrCat(
+        "`patches` must be [batch, rows, cols, depth] (rank 4): ", status.message()));
+  TF_RETURN_IF_ERROR(c->WithRank(c->input(1), 1, &image_shape));
+  TF_RETURN_IF_ERROR(c->MakeShapeFromShapeTensor(1, &images));
+  TF_RETURN_IF_ERROR(c->WithRank(images, 4, &images));
+  c->set_output(0, images);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+REGISTER_OP("KerasDluIm2col")
+    .Input("images: float")
+    .Output("patches: float")
+    .Attr("kernel_size: list(int)")
+    .Attr("strides: list(int) = [1, 1]")
+    .Attr("dilations: list(int) = [1, 1]")
+    .Attr("padding: {'SAME', 'VALID'} = 'VALID'")
+    .SetShapeFn(Im2colShape)
+    .Doc(R"doc(
+The patches of images [N, H, W, C] as tf.image.extract_patches lays them out:
+[N, OH, OW, kh * kw * C], ordered (kernel row, kernel column, channel); padded positions
+are zeros. Output sizes and SAME padding follow tf.nn.conv2d.
+)doc");
+
+REGISTER_OP("KerasDluCol2im")
+    .Input("patches: float")
+    .Input("image_shape: int32")
+    .Output("images: float")
+    .Attr("kernel_size: list(int)")
+    .Attr("strides: list(int) = [1, 1]")
+    .Attr("dilations: list(int) = [1, 1]")
+    .Attr("padding: {'SAME', 'VALID'} = 'VALID'")
+    .SetShapeFn(Col2imShape)
+    .Doc(R"doc(
+The adjoint of KerasDluIm2col: every element of patches [N, OH, OW, kh * kw * C] is added
+to the image position it was gathered from (padded positions are dropped); image_shape is
+[N, H, W, C].
+)doc");
