@@ -24,9 +24,10 @@ class MemoryOptimizer(keras.callbacks.Callback):
     function with one built from the restructured step of
     ``keras_dlu.memory.train_step``: layer by layer from the last, the larger of dX and dW
     first, and (``fuse_update``) each layer's optimizer update applied as soon as its
-    gradients exist, in place for SGD, Adam and AdamW (``keras_dlu.memory.inplace``, bit
-    for bit with Keras' update), the order fixed by control edges so it holds under any
-    inter-op threading. The step is planned (``keras_dlu.memory.plan``) when it is traced,
+    gradients exist, in place for SGD, Adam, AdamW and RMSprop (``keras_dlu.memory.inplace``,
+    bit for bit with Keras' update), a large Dense kernel's gradient computed and applied
+    in row blocks so it never exists whole (``keras_dlu.memory.dense_blocks``), the order
+    fixed by control edges so it holds under any inter-op threading. The step is planned (``keras_dlu.memory.plan``) when it is traced,
     for the batch size of the traced batch. Weights after training equal stock ``fit``'s. Where the restructuring
     cannot apply (global-norm clipping, an optimizer with ``requires_all_gradients``, a
     distributed wrapper, a custom ``train_step``, regularization losses, ...), the reason

@@ -122,7 +122,7 @@ class MemoryPlan:
         return (f"{name} update: Keras' own update_step, temporaries "
                 f"{self.update_factor:.1f}x each variable (largest "
                 f"{self.update_factor * largest / 2**20:.2f} MiB); in-place updates: "
-                "SGD (no Nesterov), Adam, AdamW (no AMSGrad)")
+                "SGD, Adam, AdamW (no AMSGrad), RMSprop")
 
 
 def _bytes(tensors, batch_size):
