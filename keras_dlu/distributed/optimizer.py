@@ -30,8 +30,8 @@ MiB = 2**20
 # Up to this many ranks, ``compression="fp16"`` all-gathers the float16 payloads and averages
 # them in TensorFlow in float32: at 2 ranks an all-gather moves exactly the bytes of a ring
 # allreduce (each rank sends its payload once), and the sum avoids gloo's scalar float16
-# reduction (on Horovod's timeline a 2 MiB float16 allreduce took 167 ms at 1 Gbit/s, the
-# all-gather 30 ms). Above, an all-gather moves ranks / 2 times the ring's bytes.
+# reduction, which Horovod's timeline shows taking several times the all-gather's wire time
+# (README, "Emulated link"). Above, an all-gather moves ranks / 2 times the ring's bytes.
 FP16_GATHER_MAX_RANKS = 2
 
 
