@@ -165,6 +165,12 @@ class _Rows:
     control dependencies order every later read of the variable after. The step must
     order the first write after the step's last other use of the variable (the fused
     step makes an update wait for its node's dX).
+
+    Unlike Keras' assign (a new buffer) and TensorFlow's ``ResourceApply*`` kernels (which
+    copy a buffer that something else still holds), the write does not check whether
+    another tensor shares the buffer: an eager ``tf.Tensor`` read from the variable before
+    the step (``variable.value``) and still held sees the update. NumPy copies
+    (``get_weights()``, ``.numpy()``) and reads made inside the step are not affected.
     """
 
     def __init__(self, variable):
