@@ -1,11 +1,7 @@
 """The restructured step trains to stock fit's weights; it lowers the measured peak."""
 
-import statistics
-
 import keras
-import numpy as np
 import pytest
-import tensorflow as tf
 
 from keras_dlu.callbacks import MemoryOptimizer
 from keras_dlu.memory import inplace, models
