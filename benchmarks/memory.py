@@ -148,7 +148,9 @@ def main():
                 cases.append(key)
             budget = result[f"{model}_{optimizer}_b{BUDGET_BATCH}"]["stock_mib"][0]
             fits = largest_batch(model, optimizer, budget, repeats)
-            result[f"{model}_{optimizer}_largest_batch_stock_optimized"] = [BUDGET_BATCH, fits]
+            key = f"{model}_{optimizer}_largest_batch_stock_optimized"
+            result[key] = [BUDGET_BATCH, fits]
+            print(json.dumps({key: result[key]}), file=progress, flush=True)
     result["targets"] = targets(result, chosen, cases)
     result["plots"] = [_chart(result, sizes, chosen)]
     print(json.dumps(result))
