@@ -64,7 +64,8 @@ class MemoryOptimizer(keras.callbacks.Callback):
 
     def _plan_for(self, factor):
         def plan_for(batch_size):
-            self.plan = make_plan(self.model, batch_size or 32, update_factor=factor)
+            self.plan = make_plan(self.model, batch_size or 32, update_factor=factor,
+                                  fuse_update=self.fuse_update)
             if self.verbose:
                 note = "" if batch_size else " (batch size not static: planned for 32)"
                 print(self.plan.summary() + note)

@@ -133,7 +133,7 @@ def _bytes(tensors, batch_size):
     return total
 
 
-def plan(model, batch_size, optimizer=None, update_factor=None):
+def plan(model, batch_size, optimizer=None, update_factor=None, fuse_update=True):
     """Analyses ``model``'s backward pass for ``batch_size`` without training.
 
     Args:
@@ -145,6 +145,8 @@ def plan(model, batch_size, optimizer=None, update_factor=None):
             update allocates, per byte of the variable. None measures it with
             TensorFlow's allocator on a probe variable (this resets the CPU allocator's
             peak statistic) or, without an optimizer, uses 1.0.
+        fuse_update: bool, default True; False plans ``MemoryOptimizer(fuse_update=False)``:
+            every update deferred to the end of the step, no row blocks.
 
     Returns:
         A ``MemoryPlan``.
@@ -154,6 +156,8 @@ def plan(model, batch_size, optimizer=None, update_factor=None):
             (a subclassed model, or a Sequential that was never built).
     """
     _check_arguments(batch_size, update_factor)
+    if not isinstance(fuse_update, bool):
+        raise ValueError(f"fuse_update must be True or False; received {fuse_update!r}.")
     graph = layer_graph(model)
     if graph is None:
         raise ValueError(
@@ -171,6 +175,8 @@ def plan(model, batch_size, optimizer=None, update_factor=None):
     entries = _layer_entries(graph, model, batch_size, optimizer, eager)
     inputs = _bytes(graph.inputs, batch_size)
     fused, stock, best = _choose_fused(entries, inputs, cost)
+    if not fuse_update:
+        fused, best = [False] * len(entries), stock
     entries = tuple(dataclasses.replace(e, fused=f, dw_blocked=e.dw_blocked and f)
                     for e, f in zip(entries, fused))
     return MemoryPlan(batch_size, entries, stock, best, float(update_factor), block,

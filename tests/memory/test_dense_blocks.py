@@ -66,6 +66,8 @@ def test_kernels_stay_whole_where_the_update_needs_the_whole_gradient(monkeypatc
     monkeypatch.setattr(inplace, "BLOCK_BYTES", 4096)
     model = small_mlp()
     assert any(e.dw_blocked for e in plan(model, 8, keras.optimizers.SGD()).layers)
+    deferred = plan(model, 8, keras.optimizers.SGD(), fuse_update=False)  # blocks need fusion
+    assert not any(e.dw_blocked or e.fused for e in deferred.layers)
     for optimizer in (keras.optimizers.SGD(clipnorm=1.0), keras.optimizers.Adam(clipvalue=1.0),
                       keras.optimizers.Adagrad()):
         assert not any(e.dw_blocked for e in plan(model, 8, optimizer).layers), optimizer
