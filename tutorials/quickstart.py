@@ -36,6 +36,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import stable_gru  # noqa: E402  (tutorials/stable_gru.py)
 from optimizers import L1 as PROXTONE_L1  # noqa: E402  (tutorials/optimizers.py)
 from optimizers import TIME_TO_ACCURACY_VS_ADAM  # noqa: E402
+from fixed_point import STEP_TIME_VS_PEERS as DLU_STEP_TIME  # noqa: E402  (tutorials/)
 from keras_dlu.callbacks import MemoryOptimizer  # noqa: E402
 from keras_dlu.datasets import mnist_samples  # noqa: E402
 from keras_dlu.memory import step_peak_bytes  # noqa: E402
@@ -64,7 +65,7 @@ VARIANTS = [
     Variant("SDProp", lambda: SDProp(1e-3)),
     Variant(f"Proxtone (l1={PROXTONE_L1:g}; to 97% of Adam: {TIME_TO_ACCURACY_VS_ADAM})",
             lambda: Proxtone(l1=PROXTONE_L1)),
-    Variant("DLU 8-bit (Adam)", lambda: keras.optimizers.Adam(1e-3),
+    Variant(f"DLU 8-bit (Adam; {DLU_STEP_TIME})", lambda: keras.optimizers.Adam(1e-3),
             model=lambda: quantize_model(mnist_mlp(), bits=8)),
     Variant("MemoryOptimizer (Adam)", lambda: keras.optimizers.Adam(1e-3),
             callbacks=lambda: [MemoryOptimizer(verbose=0)], memory_optimized=True),
