@@ -12,8 +12,9 @@ Cases, interleaved in rotating order inside one launch, medians of the repeats:
 ``ours`` (our ``fit``, default plan), ``ours_overlap`` (``fit`` with
 ``steps_per_execution=4`` and ``ForwardOverlap``: the next steps' forward passes overlap
 this step's averaging), ``ours_overlap_fp16`` (float16 on the wire), ``tape`` (Horovod's
-``DistributedGradientTape`` in a ``tf.function`` loop, the strongest peer), ``tape_fit``
-(the tape in a ``fit`` train_step), ``local`` (the same ``fit`` without communication).
+``DistributedGradientTape`` in a ``tf.function`` loop, the strongest peer), ``tape_fp16``
+(the same with Horovod's own fp16 compression), ``tape_fit`` (the tape in a ``fit``
+train_step), ``local`` (the same ``fit`` without communication).
 At 1 Gbit/s also: the tape loop over a small grid of ``HOROVOD_FUSION_THRESHOLD`` x
 ``HOROVOD_CYCLE_TIME`` (separate launches, the best is the peer), two
 ``MultiWorkerMirroredStrategy`` processes, and one launch with ``HOROVOD_TIMELINE`` whose
