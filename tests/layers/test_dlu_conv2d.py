@@ -97,3 +97,26 @@ def test_save_load_restores_state(tmp_path):
         np.testing.assert_array_equal(original.numpy(), restored.numpy())
     assert loaded.layers[0].get_config() == model.layers[0].get_config()
     np.testing.assert_array_equal(model.predict(x, verbose=0), loaded.predict(x, verbose=0))
+
+
+def test_patches_and_their_gradient_come_from_the_native_ops():
+    """The training graph gathers patches with KerasDluIm2col and sums the input gradient
+    with KerasDluCol2im, never with tf.image.extract_patches (whose gradient was the
+    profiled bottleneck)."""
+    layer = DLUConv2D(4, 3, padding="same", strides=2)
+    x = tf.constant(np.random.default_rng(0).standard_normal((2, 9, 8, 3)), tf.float32)
+    layer.build(x.shape)
+
+    @tf.function
+    def step(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = tf.reduce_sum(layer(x, training=True))
+        return tape.gradient(loss, x)
+
+    graph_def = step.get_concrete_function(x).graph.as_graph_def()
+    op_types = {node.op for node in graph_def.node}
+    for function in graph_def.library.function:  # the layer's and the gradient's bodies
+        op_types |= {node.op for node in function.node_def}
+    assert {"KerasDluIm2col", "KerasDluCol2im"} <= op_types
+    assert "ExtractImagePatches" not in op_types
