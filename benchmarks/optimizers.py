@@ -15,6 +15,7 @@ by side in this run (medians over seeds):
   resident state (TensorFlow's allocator, a fresh process per optimizer).
 * targets: the issue's targets with the figure reached.
 
+``--diagnose``: only the step-bound diagnosis of ``benchmarks/_proxtone_diagnosis.py``.
 ``--quick``: 1 seed, 10 convex epochs, a 1,500/500-sample MLP for 4 epochs, one memory
 process per optimizer (3 in the full run); for development only.
 """
@@ -320,7 +321,16 @@ def _plot(result):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="1 seed, short runs")
+    parser.add_argument("--diagnose", action="store_true",
+                        help="only the step-bound diagnosis (_proxtone_diagnosis.py)")
     args = parser.parse_args(argv)
+    if args.diagnose:
+        from _proxtone_diagnosis import diagnose
+
+        result = dict(command="python benchmarks/optimizers.py --diagnose",
+                      **diagnose(CONVEX_BATCH, CONVEX_L1, MLP_L1, mlp_run))
+        print(json.dumps(result), flush=True)
+        return result
     seeds = (0,) if args.quick else (0, 1, 2)
     convex_epochs, mlp_epochs = (10, 4) if args.quick else (30, 10)
     data = mnist_samples(1500, 500) if args.quick else mnist_samples(4000, 1000)
