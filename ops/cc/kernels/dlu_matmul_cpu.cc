@@ -238,9 +238,13 @@ void DluMatmulCpu(const DluMatmulArgs& args) {
   const bool ta = args.transpose_a, tb = args.transpose_b;
   const int bits = args.bits;
   // Small products run on the calling thread: waking OpenMP workers (and oneDNN's, which
-  // follow this thread's setting) costs more than they save there.
+  // follow this thread's setting) costs more than they save there. The work counts the
+  // multiply-adds and the passes over the operands and the product (an element pass costs
+  // about as much as 64 int8 multiply-adds): narrow products such as a convolution's
+  // patches [N*OH*OW, kh*kw*C] x [kh*kw*C, filters] are bound by the passes.
   static const int max_threads = omp_get_max_threads();
-  const int threads = m * n * std::max<int64_t>(k, 1) < (int64_t{1} << 25) ? 1 : max_threads;
+  const int64_t work = m * n * std::max<int64_t>(k, 1) + 64 * (m * k + k * n + m * n);
+  const int threads = work < (int64_t{1} << 25) ? 1 : max_threads;
   omp_set_num_threads(threads);
   Operand qa, qb;
   QuantizeOperand(args.a, ta ? k : m, ta ? m : k, !ta, true, ta, k, args.a_exponent, bits,
