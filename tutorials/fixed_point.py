@@ -28,9 +28,10 @@ from keras_dlu.utils import mnist_lenet as lenet  # noqa: E402
 from keras_dlu.utils import reports_dir  # noqa: E402
 
 # Training-step time of quantize_model(bits=8) on the MLP 784-2048-2048-10 at batch 256
-# (SGD, train_on_batch), from `python benchmarks/fixed_point.py` (targets list, one full run,
-# 2026-12-02, 2 shared cores): 147 ms vs float32 182 ms vs mixed_bfloat16 310 ms.
-STEP_TIME_VS_PEERS = "MLP-2048 step 0.81x float32, 0.47x mixed_bfloat16"
+# (SGD, train_on_batch), from `python benchmarks/fixed_point.py` (targets list, 2026-12-02,
+# 2 shared cores): one full run 147 ms vs float32 182 ms vs mixed_bfloat16 310 ms, and three
+# `--part step` runs; the range over the four runs (README, fixed-point section).
+STEP_TIME_VS_PEERS = "MLP-2048 step 0.81-1.09x float32, 0.47-0.71x mixed_bfloat16"
 
 
 def train(model, data, epochs, callbacks=(), verbose=0):
