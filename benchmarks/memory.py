@@ -15,6 +15,7 @@ processes per kind and case (``--quick``: one, and no one-thread figures). Print
 line (with the "targets" list; each finished case also goes to stderr as it ends); writes a
 bar chart to ``reports/memory_peak.png``.
 Run: ``python benchmarks/memory.py [--quick] [--model M] [--optimizer O]``.
+``--profile``: only the step-time profile of ``benchmarks/_memory_profile.py``.
 Reference: Shirahata et al., MLSP 2016.
 """
 
@@ -130,7 +131,15 @@ def main():
                         help="measure only this model (repeatable; default: all)")
     parser.add_argument("--optimizer", choices=list(OPTIMIZERS), action="append",
                         help="measure only this optimizer (repeatable; default: all)")
+    parser.add_argument("--profile", action="store_true",
+                        help="only profile where the optimized step's time goes")
     args = parser.parse_args()
+    if args.profile:
+        from _memory_profile import profile
+
+        print(json.dumps(dict(command="python benchmarks/memory.py --profile",
+                              **profile(OPTIMIZERS))))
+        return
     chosen = ([m for m in MODELS if m in (args.model or MODELS)],
               [o for o in OPTIMIZERS if o in (args.optimizer or OPTIMIZERS)])
     sizes = [8, 16, 32]

@@ -6,13 +6,13 @@ activations still waiting for their own backward step). This step walks the mode
 graph from the last node to the first instead: for each node it computes the gradients of
 its inputs (dX) and weights (dW) from the gradient of its outputs, in the order the plan
 chose (the larger of dX and dW first, Shirahata et al., MLSP 2016), applies the layer's
-update at once (``fuse_update``) so that its dW dies immediately, and makes the next node's
-backward wait for that update, which keeps TensorFlow's executor from running ahead and
-keeping gradients alive.
+update at once (``fuse_update``) so that its dW dies immediately, and makes the backward of
+the node after next wait for that update, which keeps TensorFlow's executor from running
+ahead and keeping gradients alive while one update still overlaps one node's backward.
 
 The order is binding, not a hint: it is made of control edges, which TensorFlow's executor
 obeys whatever ``inter_op_parallelism_threads`` is. Every op of a node's backward waits for
-the previous node's update; an update waits for its node's dX (so the forward read of W is
+the update before the previous node's (a window of one update); an update waits for its node's dX (so the forward read of W is
 dead and the variable is updated in place); a dW-first node computes dX after dW; the row
 blocks of an in-place update run one after the other (``inplace``); deferred updates wait
 for the last node's backward. A large Dense kernel (the plan's ``dw_blocked``) never has its
@@ -112,8 +112,10 @@ class _Backward:
 
     State of one traced pass: ``grads`` maps id(tensor) to the gradient contributions
     received so far, ``pending`` id(variable) to weight gradients not applied yet,
-    ``deps`` the last fused update (the next node's backward waits for it), ``computed``
-    the gradients of the last node that had any, ``updates`` every update op.
+    ``deps`` the fused update before the last one (the next node's backward waits for it,
+    so one layer's update overlaps the next node's backward and no more: a window of one
+    gradient kept longer for the parallelism), ``last_update`` the last fused update,
+    ``computed`` the gradients of the last node that had any, ``updates`` every update op.
     """
 
     def __init__(self, model, plan, fuse_update):
@@ -130,7 +132,8 @@ class _Backward:
     def run(self, tape, loss, y_pred, records):
         """Node by node from the last: gradients, then the fused or deferred updates,
         then the iteration increment after every update."""
-        self.grads, self.pending, self.deps, self.computed, self.updates = {}, {}, [], [], []
+        self.grads, self.pending, self.computed, self.updates = {}, {}, [], []
+        self.deps, self.last_update = [], []
         logits = self._seed(tape, loss, y_pred)
         remaining = {}  # a layer called by several nodes is applied after its last node
         for operation, _, _ in records:
@@ -199,7 +202,7 @@ class _Backward:
 
     def _update(self, operation, weights, dxs, rows):
         """The layer's update now (fused: after its dX, so the forward read of W is dead
-        and the variable is updated in place; the next node waits for it), or later."""
+        and the variable is updated in place; the node after next waits for it), or later."""
         ready = [(w, self.pending.pop(id(w), None)) for w in weights]
         ready = [(w, _sum(g)) for w, g in ready if g]
         if not (ready or rows):
@@ -214,15 +217,15 @@ class _Backward:
             if rows is not None:
                 with tf.control_dependencies(_group(updates)):
                     updates = dense_blocks.apply(optimizer, operation.kernel, rows)
-        self.deps = _group(updates)
-        self.updates.extend(self.deps)
+        self.deps, self.last_update = self.last_update, _group(updates)
+        self.updates.extend(self.last_update)
 
     def _apply_deferred(self):
         """Deferred updates run at the end: after the last node's backward."""
         if not self.pending:
             return
         order = [v for v in self.model.trainable_variables if id(v) in self.pending]
-        with tf.control_dependencies(self.deps + _group(self.computed)):
+        with tf.control_dependencies(self.last_update + _group(self.computed)):
             deferred = _apply_without_increment(
                 self.model.optimizer, [self.pending[id(v)][0] for v in order], order)
         self.updates.extend(_group(deferred))
