@@ -22,8 +22,6 @@ import os
 import shutil
 import tempfile
 
-import keras
-import numpy as np
 import tensorflow as tf
 from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
@@ -78,15 +76,8 @@ def _summary(total, count):
 
 
 def profile_case(model_name, optimizer_config, batch_size):
-    keras.utils.set_random_seed(0)
-    model = models.BUILDERS[model_name](image_size=32)
-    model.compile(optimizer=keras.optimizers.deserialize(optimizer_config),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    model.optimizer.build(model.trainable_variables)
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(batch_size,) + tuple(model.inputs[0].shape[1:])).astype("float32")
-    y = rng.integers(0, 10, size=(batch_size,))
-    iterator = iter(tf.data.Dataset.from_tensors((x, y)).repeat())
+    model, iterator = models.compiled_with_batches(model_name, batch_size, {"image_size": 32},
+                                                   optimizer_config)
     functions = {"stock": stock_train_function(model),
                  "optimized": optimized_train_function(model, batch_size)}
     for function in functions.values():  # trace and warm up

@@ -7,6 +7,8 @@ dense-layer weights to convolution activations is what decides the memory saving
 """
 
 import keras
+import numpy as np
+import tensorflow as tf
 from keras import layers
 
 
@@ -86,3 +88,21 @@ BUILDERS = {
     "resnet_style": resnet_style,
     "wide_mlp": wide_mlp,
 }
+
+
+def compiled_with_batches(name, batch_size, model_kwargs=None, optimizer=None):
+    """The probe's and the benchmarks' case: builder ``name``, seeded, compiled with
+    ``optimizer`` (a Keras optimizer config) and sparse crossentropy on logits, its
+    optimizer built; and an iterator repeating one random batch of ``batch_size``.
+
+    Returns ``(model, iterator)``.
+    """
+    keras.utils.set_random_seed(0)
+    model = BUILDERS[name](**(model_kwargs or {}))
+    model.compile(optimizer=keras.optimizers.deserialize(optimizer),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.optimizer.build(model.trainable_variables)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(batch_size,) + tuple(model.inputs[0].shape[1:])).astype("float32")
+    y = rng.integers(0, 10, size=(batch_size,))
+    return model, iter(tf.data.Dataset.from_tensors((x, y)).repeat())

@@ -74,22 +74,12 @@ def _main(spec):
         tf.config.threading.set_inter_op_parallelism_threads(spec["threads"])
     import time
 
-    import keras
-    import numpy as np
-
     from keras_dlu.memory import models, unsupported_reason
     from keras_dlu.memory.measure import optimized_train_function, stock_train_function
 
-    keras.utils.set_random_seed(0)
-    model = models.BUILDERS[spec["model"]](**spec["model_kwargs"])
-    model.compile(optimizer=keras.optimizers.deserialize(spec["optimizer"]),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    model.optimizer.build(model.trainable_variables)
     size = spec["batch_size"]
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(size,) + tuple(model.inputs[0].shape[1:])).astype("float32")
-    y = rng.integers(0, 10, size=(size,))
-    iterator = iter(tf.data.Dataset.from_tensors((x, y)).repeat())
+    model, iterator = models.compiled_with_batches(spec["model"], size, spec["model_kwargs"],
+                                                   spec["optimizer"])
     make = {"stock": lambda: stock_train_function(model),
             "optimized": lambda: optimized_train_function(model, size, spec["fuse_update"])}
     functions = {kind: make[kind]() for kind in spec["kinds"]}
