@@ -29,8 +29,9 @@ class MemoryOptimizer(keras.callbacks.Callback):
     in row blocks so it never exists whole (``keras_dlu.memory.dense_blocks``), the order
     fixed by control edges so it holds under any inter-op threading. (In place means in
     the variables' buffers: an eager ``tf.Tensor`` of a weight read before ``fit`` and
-    still held sees the updates; ``get_weights()`` and ``.numpy()`` copies do not.) The step is planned (``keras_dlu.memory.plan``) when it is traced,
-    for the batch size of the traced batch. Weights after training equal stock ``fit``'s. Where the restructuring
+    still held sees the updates; ``get_weights()`` and ``.numpy()`` copies do not.) The
+    step is planned (``keras_dlu.memory.plan``) when it is traced, for the batch size of
+    the traced batch. Weights after training equal stock ``fit``'s. Where the restructuring
     cannot apply (global-norm clipping, an optimizer with ``requires_all_gradients``, a
     distributed wrapper, a custom ``train_step``, regularization losses, ...), the reason
     is printed and ``fit`` runs exactly as stock. The stock train function is restored at

@@ -16,8 +16,9 @@ class DLUConv2D(DLUProductMixin, keras.layers.Conv2D):
     the kernel ``[kh*kw*C, filters]``, through ``keras_dlu.ops.dlu_matmul`` in the forward
     pass and in both backward products, exactly as ``DLUDense`` does (see there). The
     input gradient's patches are summed back into the image (the native ``col2im``) in
-    float32, which only adds already-scaled integer products. Inputs, kernel and incoming gradient each keep their histograms and
-    exponent, chosen by ``policy`` after every training step.
+    float32, which only adds already-scaled integer products. Inputs, kernel and incoming
+    gradient each keep their histograms and exponent, chosen by ``policy`` after every
+    training step.
 
     Only ``data_format="channels_last"`` and ``groups=1`` are supported.
 

@@ -278,7 +278,7 @@ def _peak(entries, inputs, fused, cost):
     for i in range(len(entries) - 1, -1, -1):
         e = entries[i]
         live = inputs + sum(x.activation_bytes for x in entries[: i + 1])
-        dw = e.live_dw_bytes(inplace.BLOCK_BYTES) if fused[i] and cost.block_bytes else (
+        dw = e.live_dw_bytes(cost.block_bytes) if fused[i] and cost.block_bytes else (
             e.dw_bytes)
         step = live + e.activation_bytes + e.dx_bytes + deferred + dw
         if fused[i]:

@@ -12,8 +12,9 @@ ahead and keeping gradients alive while one update still overlaps one node's bac
 
 The order is binding, not a hint: it is made of control edges, which TensorFlow's executor
 obeys whatever ``inter_op_parallelism_threads`` is. Every op of a node's backward waits for
-the update before the previous node's (a window of one update); an update waits for its node's dX (so the forward read of W is
-dead and the variable is updated in place); a dW-first node computes dX after dW; the row
+the update before the previous node's (a window of one update); an update waits for its
+node's dX (so the forward read of W is dead and the variable is updated in place); a
+dW-first node computes dX after dW; the row
 blocks of an in-place update run one after the other (``inplace``); deferred updates wait
 for the last node's backward. A large Dense kernel (the plan's ``dw_blocked``) never has its
 whole weight gradient: dX first, then each row block of dW and its update
@@ -174,7 +175,8 @@ class _Backward:
         return targets, seeds
 
     def _node(self, tape, operation, inputs, needs_input_grad, targets_seeds, last):
-        """One node's dX and dW (after the previous update), then its update if due.
+        """One node's dX and dW (after the update before the previous one), then its
+        update if due.
 
         ``inputs``: ``(tensor, the node's identity of it)`` per input."""
         targets, seeds = targets_seeds

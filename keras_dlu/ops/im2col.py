@@ -70,9 +70,9 @@ def col2im(patches, image_shape, kernel_size, strides=1, dilations=1, padding="V
 
 
 def _attrs(op):
+    padding = op.get_attr("padding")
     return {key: op.get_attr(key) for key in ("kernel_size", "strides", "dilations")} | {
-        "padding": op.get_attr("padding").decode()
-        if isinstance(op.get_attr("padding"), bytes) else op.get_attr("padding")}
+        "padding": padding.decode() if isinstance(padding, bytes) else padding}
 
 
 @tf.RegisterGradient("KerasDluIm2col")
