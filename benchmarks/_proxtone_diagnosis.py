@@ -55,7 +55,8 @@ def mlp_accuracy(make, data, run):
 def diagnose(batch, l1_values, mlp_l1, mlp_run):
     """``mlp_run(make, data, epochs, seed)`` is the benchmark's MLP run."""
     x, y = digits()
-    best = {l1: objective(fista(x, y, l1), x, y, l1) for l1 in l1_values}
+    optima = {l1: fista(x, y, l1) for l1 in l1_values}
+    best = {l1: objective(optima[l1], x, y, l1) for l1 in l1_values}
     trace = convex_gaps({}, x, y, TRACE_L1, best[TRACE_L1], batch, 30, trace=True)
     data = mnist_samples(1500, 500)
     sweep = []
@@ -71,5 +72,5 @@ def diagnose(batch, l1_values, mlp_l1, mlp_run):
     adam = mlp_accuracy(lambda: keras.optimizers.Adam(1e-3), data, mlp_run)
     return {"trace_l1": TRACE_L1, "trace": [trace[i] for i in (0, 2, 5, 10, 20, 29)],
             "trace_epochs": [1, 3, 6, 11, 21, 30], "sweep": sweep, "mlp_adam_accuracy": adam,
-            "mlp_chance": 0.1, "zeros_fista": {str(l1): float(np.mean(fista(x, y, l1) == 0))
+            "mlp_chance": 0.1, "zeros_fista": {str(l1): float(np.mean(optima[l1] == 0))
                                                for l1 in l1_values}}
