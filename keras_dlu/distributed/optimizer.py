@@ -59,6 +59,10 @@ class DistributedOptimizer(keras.optimizers.Optimizer):
             end; buckets that are ready together are fused again in Horovod's buffer, so
             small buckets cost little. ``benchmarks/distributed.py`` compares 25 MiB).
         first_bucket_bytes: largest first bucket, launched first (default 1 MiB).
+        last_bucket_bytes: largest last bucket, the first layers' gradients (default
+            256 KiB, or ``None``: no cap). It leaves only when back-propagation ends and
+            the next forward pass needs it first, so nothing hides it; capping it sends the
+            layers above it earlier, while the first layers still differentiate.
         priority: ``"forward"`` (default): each variable is updated as soon as its bucket
             is averaged; ``"after_all"``: updates wait for every bucket (the classic
             non-overlapped update, kept as a baseline).
@@ -79,7 +83,7 @@ class DistributedOptimizer(keras.optimizers.Optimizer):
     is_distributed_wrapper = True
 
     def __init__(self, optimizer, fusion_threshold_bytes=4 * MiB, first_bucket_bytes=MiB,
-                 priority="forward", large_tensor_bytes=64 * MiB,
+                 last_bucket_bytes=MiB // 4, priority="forward", large_tensor_bytes=64 * MiB,
                  large_tensor_strategy="auto", segment_bytes=16 * MiB,
                  compression=None, backward_passes_per_step=1, name=None, **kwargs):
         if isinstance(optimizer, DistributedOptimizer):
@@ -94,6 +98,8 @@ class DistributedOptimizer(keras.optimizers.Optimizer):
             ("fusion_threshold_bytes", fusion_threshold_bytes),
             ("first_bucket_bytes", first_bucket_bytes), ("large_tensor_bytes", large_tensor_bytes),
             ("segment_bytes", segment_bytes))}
+        last_bucket_bytes = check_positive_bytes("last_bucket_bytes", last_bucket_bytes,
+                                                 allow_none=True)
         check_strategy(large_tensor_strategy, allow_auto=True)
         if priority not in PRIORITIES:
             raise ValueError(f"`priority` must be one of {PRIORITIES}, got {priority!r}.")
@@ -112,6 +118,7 @@ class DistributedOptimizer(keras.optimizers.Optimizer):
         self.inner_optimizer = optimizer
         self._fusion = sizes["fusion_threshold_bytes"]
         self._first = sizes["first_bucket_bytes"]
+        self._last = last_bucket_bytes
         self._large = sizes["large_tensor_bytes"]
         self._segment = sizes["segment_bytes"]
         self._strategy = large_tensor_strategy
@@ -211,7 +218,8 @@ class DistributedOptimizer(keras.optimizers.Optimizer):
         itemsizes = [tf.as_dtype(grads[i].dtype).size for i in present]
         ranks = api.size() if api.is_initialized() else 1
         buckets = plan_buckets(sizes, itemsizes, self._fusion, self._first, self._large,
-                               self._segment, resolve_strategy(self._strategy, ranks))
+                               self._segment, resolve_strategy(self._strategy, ranks),
+                               last_bucket_bytes=self._last)
         return present, buckets
 
     def average_gradients(self, hvd, grads):
@@ -287,6 +295,7 @@ class DistributedOptimizer(keras.optimizers.Optimizer):
             "optimizer": keras.saving.serialize_keras_object(self.inner_optimizer),
             "fusion_threshold_bytes": self._fusion,
             "first_bucket_bytes": self._first,
+            "last_bucket_bytes": self._last,
             "priority": self.priority,
             "large_tensor_bytes": self._large,
             "large_tensor_strategy": self._strategy,

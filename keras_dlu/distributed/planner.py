@@ -8,6 +8,10 @@ Implements the size-dependent strategy of Fujitsu's overlapped allreduce (Yamaza
 * small tensors are fused into one contiguous buffer up to ``fusion_threshold_bytes``
   (the first bucket is capped at ``first_bucket_bytes`` so communication starts early,
   as PyTorch DDP's 1 MB first bucket);
+* the last bucket, the first layers' gradients, is capped at ``last_bucket_bytes``: it
+  can only leave when back-propagation ends and the next forward pass needs it first, so
+  it is the one collective nothing hides; the layers above it leave earlier in their own
+  bucket, while the first layers are still differentiating;
 * a tensor of at least ``large_tensor_bytes`` travels alone, split into segments of
   ``segment_bytes`` (pipelining), each reduced either by allreduce or by reduce-scatter
   followed by all-gather (``large_tensor_strategy``), which spreads the averaging work
@@ -96,7 +100,8 @@ def resolve_strategy(value, ranks):
 
 def plan_buckets(tensor_sizes, itemsizes, fusion_threshold_bytes=4 * 2**20,
                  first_bucket_bytes=2**20, large_tensor_bytes=64 * 2**20,
-                 segment_bytes=16 * 2**20, large_tensor_strategy="reduce_scatter"):
+                 segment_bytes=16 * 2**20, large_tensor_strategy="reduce_scatter",
+                 last_bucket_bytes=None):
     """Plans the buckets of one step.
 
     Args:
@@ -110,6 +115,8 @@ def plan_buckets(tensor_sizes, itemsizes, fusion_threshold_bytes=4 * 2**20,
             (default 64 MiB).
         segment_bytes: segment size of large tensors (default 16 MiB).
         large_tensor_strategy: ``"reduce_scatter"`` (default) or ``"allreduce"``.
+        last_bucket_bytes: largest last bucket (the first layers' gradients, launched
+            last; default ``None``: no cap beyond ``fusion_threshold_bytes``).
 
     Returns:
         a list of :class:`Bucket` in launch order (last layers first).
@@ -121,6 +128,8 @@ def plan_buckets(tensor_sizes, itemsizes, fusion_threshold_bytes=4 * 2**20,
     large = check_positive_bytes("large_tensor_bytes", large_tensor_bytes)
     segment = check_positive_bytes("segment_bytes", segment_bytes)
     check_strategy(large_tensor_strategy)
+    tail = tail_length(tensor_sizes, itemsizes, check_positive_bytes(
+        "last_bucket_bytes", last_bucket_bytes, allow_none=True), large)
 
     buckets = []
     pending, pending_bytes, pending_itemsize = [], 0, None
@@ -145,10 +154,26 @@ def plan_buckets(tensor_sizes, itemsizes, fusion_threshold_bytes=4 * 2**20,
                                       (Segment(index, start, stop),), (stop - start) * itemsize))
             continue
         limit = first if not buckets else fusion
-        if pending and (pending_bytes + nbytes > limit or itemsize != pending_itemsize):
+        if pending and (pending_bytes + nbytes > limit or itemsize != pending_itemsize
+                        or index == tail - 1):
             flush()
         pending.append(Segment(index, 0, count))
         pending_bytes += nbytes
         pending_itemsize = itemsize
     flush()
     return buckets
+
+
+def tail_length(tensor_sizes, itemsizes, last_bucket_bytes, large_tensor_bytes):
+    """How many leading tensors (forward order) form the capped last bucket: the longest
+    prefix of small tensors of at most ``last_bucket_bytes`` (0: no cap)."""
+    if last_bucket_bytes is None:
+        return 0
+    total = 0
+    for index, (count, itemsize) in enumerate(zip(tensor_sizes, itemsizes)):
+        nbytes = int(count) * int(itemsize)
+        if nbytes >= large_tensor_bytes or total + nbytes > last_bucket_bytes \
+                or int(itemsize) != int(itemsizes[0]):
+            return index
+        total += nbytes
+    return len(tensor_sizes)

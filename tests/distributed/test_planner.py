@@ -57,8 +57,24 @@ def test_zero_sized_tensors_are_skipped_and_empty_input_plans_nothing():
     assert covered(plan_buckets([0, 4], [4, 4])) == {1: [(0, 4)]}
 
 
+def test_last_bucket_cap_sends_the_first_layers_alone_and_the_layers_above_earlier():
+    sizes = [10, 20, 30, 40, 50]  # float32: 40..200 bytes, all fit in one 10**4-byte bucket
+    plan = dict(fusion_threshold_bytes=10**4, first_bucket_bytes=10**4, large_tensor_bytes=10**6)
+    assert [b.variable_indices for b in plan_buckets(sizes, [4] * 5, **plan)] == [[0, 1, 2, 3, 4]]
+    capped = plan_buckets(sizes, [4] * 5, last_bucket_bytes=120, **plan)
+    assert [b.variable_indices for b in capped] == [[2, 3, 4], [0, 1]]  # 40 + 80 bytes last
+    assert capped[-1].nbytes <= 120
+    # the cap never splits a tensor: a first tensor above it leaves the plan unchanged
+    assert [b.variable_indices for b in plan_buckets(sizes, [4] * 5, last_bucket_bytes=39,
+                                                     **plan)] == [[0, 1, 2, 3, 4]]
+    # a large (segmented) tensor ends the tail: nothing below it is fused with layers above
+    mixed = plan_buckets([10, 2000, 10], [4] * 3, last_bucket_bytes=10**4,
+                         large_tensor_bytes=4000, segment_bytes=8000)
+    assert [b.variable_indices for b in mixed] == [[2], [1], [0]]
+
+
 @pytest.mark.parametrize("argument", ["fusion_threshold_bytes", "first_bucket_bytes",
-                                      "large_tensor_bytes", "segment_bytes"])
+                                      "large_tensor_bytes", "segment_bytes", "last_bucket_bytes"])
 def test_planner_rejects_non_positive_sizes(argument):
     with pytest.raises(ValueError, match=argument):
         plan_buckets([4], [4], **{argument: 0})
@@ -95,5 +111,15 @@ def test_default_plan_of_the_benchmark_models_leaves_while_back_propagation_cont
            9 * 64 * 128, 128, 9 * 128 * 128, 128, 2048 * 512, 512, 512 * 10, 10]
     groups = [b.variable_indices for b in plan_buckets(cnn, [4] * 16)]
     assert groups == [[13, 14, 15], [12], list(range(12))]
+    # DistributedOptimizer's default plan caps the last bucket at 256 KiB: convolutions 1-4
+    # (the next forward pass needs them first) alone, 5-6 sent while 1-4 differentiate
+    import tensorflow as tf
+
+    from keras_dlu.distributed import DistributedOptimizer
+
+    _, buckets = DistributedOptimizer("sgd").plan([tf.zeros([n]) for n in cnn])
+    assert [b.variable_indices for b in buckets] == [[13, 14, 15], [12], list(range(7, 12)),
+                                                     list(range(7))]
+    assert buckets[-1].nbytes <= 2**18
     large = plan_buckets([40 * 2**20], [4])  # 160 MiB: 16 MiB segments
     assert len(large) == 10 and all(b.nbytes == 16 * 2**20 for b in large)

@@ -40,6 +40,10 @@ CONFIGS = {  # together: several fusion thresholds, segment sizes, both large-te
     # per epoch at spe=2: one overlapped call, then Keras' own function for the last step)
     "default": {},
     "forward_overlap": {"spe": 2, "fusion_threshold_bytes": 200, "first_bucket_bytes": 64},
+    # the capped last bucket (the first layer alone, the layers above fused before it), all
+    # three steps of the epoch in one overlapped call
+    "forward_overlap_last_bucket": {"spe": 3, "fusion_threshold_bytes": 10**4,
+                                    "last_bucket_bytes": 600},
     "fused_and_reduce_scatter": {"fusion_threshold_bytes": 200, "first_bucket_bytes": 64,
                                  "large_tensor_bytes": 256, "segment_bytes": 100,
                                  "large_tensor_strategy": "reduce_scatter"},
@@ -122,8 +126,10 @@ for opt_name, factory in factories.items():
             continue
         model, _ = distributed_fit(factory, config)
         weights = flat(model)
+        _, buckets = model.optimizer.plan([tf.zeros(v.shape) for v in model.trainable_variables])
         result["configs"][f"{opt_name}/{config_name}"] = {
-            "diff_to_reference": max_diff(weights, reference), "weights": weights.tolist()}
+            "diff_to_reference": max_diff(weights, reference), "weights": weights.tolist(),
+            "buckets": [b.variable_indices for b in buckets]}
 
 # Without averaging (plain optimizer, same broadcast): ranks must end differently.
 plain = build_model(100 + RANK)
