@@ -9,7 +9,10 @@ backward products run through ``keras_dlu.ops.dlu_matmul`` (integer arithmetic):
 * backward (the op's registered gradient): ``dx = Q(dy) @ Q(W)^T`` and
   ``dW = Q(x)^T @ Q(dy)``,
 
-each operand quantized with its own exponent; the histograms the op returns (forward
+each operand quantized with its own exponent. At 8 bits the forward keeps the digits of
+``Q(x)`` and ``Q(W)`` (one byte per element) for the backward, which quantizes only ``dy``
+(``dlu_matmul(keep_digits=True)``): the saved activation is int8, not float32. The
+histograms the op returns (forward
 ``stats``; backward through the ``grad_stats_sink`` contract) feed ``FixedPointPolicy``,
 which sets the exponents of the next step.
 """
@@ -93,7 +96,8 @@ class DLUProductMixin:
                                  tf.constant(AUTO_GRAD_EXPONENT, tf.int32))
         product, stats = dlu_matmul(
             x, kernel, x_exponent, kernel_exponent, **arguments,
-            grad_exponent=grad_exponent, grad_stats_sink=self._gradient_statistics(kernel))
+            grad_exponent=grad_exponent, grad_stats_sink=self._gradient_statistics(kernel),
+            keep_digits=self.bits == 8)
         self.policy.update(states["inputs"], stats[0])
         self.policy.update(states["kernel"], stats[1])
         return product

@@ -29,6 +29,15 @@ once), straight-through with respect to the quantization of ``a`` and ``b``.
 * ``a_exponent``, ``b_exponent``, ``grad_exponent`` and ``seed`` get no gradient.
 * Stochastic rounding in the backward pass: ``G`` is keyed by a seed derived from the
   forward seed, ``a`` and ``b`` reuse their forward keys (so they round identically).
+
+Kept digits (``keep_digits=True``, 8 bits, no transposes)
+---------------------------------------------------------
+The forward op (``KerasDluMatmulFused``) also outputs the 8-bit digits of ``a`` and ``b``
+(one byte per element, a quarter of float32) and per row and column a flag for non-finite
+inputs. Its registered gradient (``KerasDluMatmulFusedGrad``) quantizes ``G`` once and
+multiplies it with those digits: the same ``dA``, ``dB`` and statistics as above, bit for
+bit, without quantizing ``a`` and ``b`` again, and the float ``a`` and ``b`` are not held
+for the backward (the digits are). CPU only: on a GPU, TensorFlow places both ops on the CPU.
 """
 
 import os
@@ -56,7 +65,7 @@ _GRAD_SEED_KEY = 0x7F4A7C159E3779B9
 
 def dlu_matmul(a, b, a_exponent, b_exponent, bits=8, rounding="nearest", seed=None, *,
                grad_exponent=None, grad_stats_sink=None, transpose_a=False,
-               transpose_b=False, name=None):
+               transpose_b=False, keep_digits=False, name=None):
     """Dynamic fixed-point product ``op(a) @ op(b)`` with the DLU analysis block fused in.
 
     Each operand is quantized with its own exponent,
@@ -82,6 +91,9 @@ def dlu_matmul(a, b, a_exponent, b_exponent, bits=8, rounding="nearest", seed=No
         grad_stats_sink: ``[3, 64]`` float tensor whose gradient receives the backward
             histograms (incoming gradient, dA, dB); ``None`` for a zero constant.
         transpose_a, transpose_b: multiply by the transposed operand without copying.
+        keep_digits: keep the 8-bit digits of ``a`` and ``b`` for the backward instead of
+            the float operands (see the module docstring); needs ``bits=8`` and no
+            transposes. Same results. Default False.
         name: optional op name.
 
     Returns:
@@ -93,10 +105,14 @@ def dlu_matmul(a, b, a_exponent, b_exponent, bits=8, rounding="nearest", seed=No
     Raises:
         TypeError: non-float operands, non-integer exponents or seed.
         ValueError: wrong ranks, inner-dimension mismatch, ``bits`` not in {8, 16},
-            unknown ``rounding``, exponent out of range, bad sink shape.
+            unknown ``rounding``, exponent out of range, bad sink shape, ``keep_digits``
+            with 16 bits or a transpose.
     """
     check_bits(bits, MATMUL_BITS)
     check_rounding(rounding)
+    if keep_digits and (bits != 8 or transpose_a or transpose_b):
+        raise ValueError("`keep_digits=True` needs bits=8 and no transposes; got "
+                         f"bits={bits}, transpose_a={transpose_a}, transpose_b={transpose_b}.")
     warn_if_portable()
     a = _matrix(a, "a")
     b = _matrix(b, "b")
@@ -128,6 +144,10 @@ def dlu_matmul(a, b, a_exponent, b_exponent, bits=8, rounding="nearest", seed=No
     else:
         seed = seed_tensor(seed, rounding)
         seeds = tf.stack([seed * 2, seed * 2 + 1])
+    if keep_digits:
+        return load_library().keras_dlu_matmul_fused(
+            a, b, a_exponent, b_exponent, seeds, grad_exponent, grad_stats_sink,
+            rounding=rounding, name=name)[:2]
     return _op(a, b, a_exponent, b_exponent, seeds, grad_exponent, grad_stats_sink, bits,
                rounding, transpose_a, transpose_b, name)
 
@@ -165,19 +185,32 @@ def auto_exponent(x, bits):
     return tf.clip_by_value(exponent, -MAX_EXPONENT, MAX_EXPONENT)
 
 
+def _rounding(op):
+    rounding = op.get_attr("rounding")
+    return rounding.decode() if isinstance(rounding, bytes) else rounding
+
+
+def _grad_exponent(grad_exponent, grad, bits):
+    """The exponent of the incoming gradient: the layer's, or chosen from ``max|G|``."""
+    return tf.where(tf.equal(grad_exponent, AUTO_GRAD_EXPONENT), auto_exponent(grad, bits),
+                    tf.clip_by_value(grad_exponent, -MAX_EXPONENT, MAX_EXPONENT))
+
+
+def _grad_seed(seed_a):
+    return tf.bitwise.bitwise_xor(seed_a, tf.constant(_GRAD_SEED_KEY, tf.int64))
+
+
 @tf.RegisterGradient("KerasDluMatmul")
 def _dlu_matmul_grad(op, grad, grad_stats):
     """dA and dB in dynamic fixed point; the backward histograms go to the sink input."""
     del grad_stats
     a, b, ea, eb, seeds, grad_exponent, sink = op.inputs
     bits = op.get_attr("bits")
-    rounding = op.get_attr("rounding")
-    rounding = rounding.decode() if isinstance(rounding, bytes) else rounding
+    rounding = _rounding(op)
     ta, tb = op.get_attr("transpose_a"), op.get_attr("transpose_b")
-    eg = tf.where(tf.equal(grad_exponent, AUTO_GRAD_EXPONENT), auto_exponent(grad, bits),
-                  tf.clip_by_value(grad_exponent, -MAX_EXPONENT, MAX_EXPONENT))
+    eg = _grad_exponent(grad_exponent, grad, bits)
     seed_a, seed_b = seeds[0], seeds[1]
-    seed_g = tf.bitwise.bitwise_xor(seed_a, tf.constant(_GRAD_SEED_KEY, tf.int64))
+    seed_g = _grad_seed(seed_a)
     no_exp = tf.constant(AUTO_GRAD_EXPONENT, tf.int32)
     zeros = tf.zeros(STATS_SHAPE, tf.float32)
 
@@ -196,3 +229,15 @@ def _dlu_matmul_grad(op, grad, grad_stats):
         db, db_stats = mm(grad, a, eg, ea, seed_g, seed_a, True, ta)
     sink_grad = tf.cast(tf.stack([grad_hist, da_stats[2], db_stats[2]]), sink.dtype)
     return [da, db, None, None, None, None, sink_grad]
+
+
+@tf.RegisterGradient("KerasDluMatmulFused")
+def _dlu_matmul_fused_grad(op, grad, *unused_grads):
+    """dA and dB from the kept digits (reads no float operand); statistics to the sink."""
+    del unused_grads
+    ea, eb, seeds, grad_exponent, sink = op.inputs[2:]
+    a_digits, a_flags, b_digits, b_flags = op.outputs[2:]
+    da, db, stats = load_library().keras_dlu_matmul_fused_grad(
+        grad, a_digits, a_flags, b_digits, b_flags, ea, eb,
+        _grad_exponent(grad_exponent, grad, 8), _grad_seed(seeds[0]), rounding=_rounding(op))
+    return [da, db, None, None, None, None, tf.cast(stats, sink.dtype)]

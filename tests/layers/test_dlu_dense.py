@@ -117,3 +117,27 @@ def test_config_and_save_load_with_state(tmp_path):
     for original, restored in zip(model.layers[0].weights, loaded.layers[0].weights):
         np.testing.assert_array_equal(original.numpy(), restored.numpy())
     np.testing.assert_array_equal(model.predict(x, verbose=0), loaded.predict(x, verbose=0))
+
+
+@pytest.mark.parametrize("bits,forward,backward", [
+    (8, "KerasDluMatmulFused", "KerasDluMatmulFusedGrad"),
+    (16, "KerasDluMatmul", "KerasDluMatmul")])
+def test_8_bit_training_keeps_digits_for_the_backward(bits, forward, backward):
+    """At 8 bits the training graph's product keeps the operands' digits and its gradient
+    reads them (KerasDluMatmulFusedGrad); 16 bits re-quantize (no kept digits)."""
+    layer = DLUDense(5, bits=bits)
+    x = tf.constant(np.random.default_rng(0).standard_normal((4, 6)), tf.float32)
+    layer.build(x.shape)
+
+    @tf.function
+    def step(x):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(layer(x, training=True))
+        return tape.gradient(loss, layer.kernel)
+
+    ops = step.get_concrete_function(x).graph.get_operations()
+    types = [op.type for op in ops]
+    assert forward in types and backward in types
+    fused = {"KerasDluMatmulFused", "KerasDluMatmulFusedGrad"}
+    assert (fused <= set(types)) == (bits == 8)
+    assert ("KerasDluMatmul" in types) == (bits == 16)

@@ -1,6 +1,8 @@
 // CPU implementation of the DLU matmul (Fujitsu DLU dynamic fixed point; Courbariaux et
-// al. 2014): one fused quantization + histogram pass per operand, an exact integer GEMM
-// (dlu_gemm.h), one fused scaling + NaN marking + histogram pass over the product.
+// al. 2014): one fused quantization + histogram pass per operand (dlu_operand.h), an exact
+// integer GEMM (dlu_gemm.h), one fused scaling + NaN marking + histogram pass over the
+// product. The fused backward (DluMatmulBackwardCpu) quantizes only the incoming gradient
+// and multiplies it with the 8-bit digits its forward pass kept.
 //
 // The GEMM multiplies unsigned A digits by signed B digits (u8 x s8, the native form of
 // VNNI and AMX, see dlu_gemm.h); A's digits are stored shifted by 128 and the shift is
@@ -21,10 +23,10 @@
 #include <algorithm>
 #include <cstring>
 #include <limits>
-#include <memory>
 #include <vector>
 
 #include "dlu_gemm.h"
+#include "dlu_operand.h"
 #include "dlu_quantize.h"
 #include "dlu_rows.h"
 #include "exponent_bin.h"
@@ -32,166 +34,8 @@
 namespace keras_dlu {
 namespace {
 
-// Per-thread reusable buffers (grow-only, each up to kMaxCachedBytes): repeated products
-// of the same size do not pay the page faults of fresh allocations. A slot's memory stays
-// valid until the next request of that slot on the same thread; larger requests are owned
-// by the caller's Buffer and freed with it.
-constexpr size_t kMaxCachedBytes = size_t{1} << 25;
-
-// Elements per group of rows in the row passes (fits in L1 with its int32 copy).
+// Elements per group of rows in the product pass.
 constexpr int64_t kGroupElements = 4096;
-
-struct Buffer {
-  std::unique_ptr<int8_t[]> owned;
-  int8_t* ptr = nullptr;
-  template <typename T>
-  T* as() const { return reinterpret_cast<T*>(ptr); }
-};
-
-Buffer ScratchBuffer(int slot, size_t bytes) {
-  thread_local std::unique_ptr<int8_t[]> cache[8];
-  thread_local size_t capacity[8] = {};
-  Buffer buffer;
-  bytes = std::max<size_t>(bytes, 64);
-  if (bytes > kMaxCachedBytes) {
-    buffer.owned.reset(new int8_t[bytes]);
-    buffer.ptr = buffer.owned.get();
-    return buffer;
-  }
-  if (capacity[slot] < bytes) {
-    cache[slot].reset(new int8_t[bytes]);
-    capacity[slot] = bytes;
-  }
-  buffer.ptr = cache[slot].get();
-  return buffer;
-}
-
-// Every pass below splits its outer loop statically over OpenMP threads; each thread fills
-// its own histogram (and sums), merged at the end, so results never depend on threading.
-//
-// Digit planes of an operand in GEMM layout (ld = row stride as stored):
-//   8-bit: hi = q (A: q + 128).  16-bit: hi = h, lo = l, both = [h | l] for A, [l ; h] for B
-//   (depth 2K), A's digits + 128.
-struct Operand {
-  Buffer data;
-  const int8_t* hi = nullptr;
-  const int8_t* lo = nullptr;
-  const int8_t* both = nullptr;
-  int64_t ld = 0;            // row stride of hi/lo/both as stored
-  std::vector<uint8_t> bad;  // per op-row of A / op-column of B: a non-finite input
-  std::vector<int64_t> sums; // per op-row/column sum of q - 128 (16-bit) or of B's q (8-bit)
-};
-
-// x is stored [rows, cols]; `by_row` says whether the op index (row of op(A) or column of
-// op(B)) is the stored row. `is_a` picks the digit-plane layout (see Operand).
-void QuantizeOperand(const float* x, int64_t rows, int64_t cols, bool by_row, bool is_a,
-                     bool transposed, int64_t depth, int exponent, int bits, bool stochastic,
-                     uint64_t seed, int threads, Operand* out, int64_t* histogram) {
-  const int64_t count = rows * cols;
-  const int64_t op_size = by_row ? rows : cols;
-  out->data = ScratchBuffer(is_a ? 0 : 1, bits == 8 ? count : 2 * count);
-  int8_t* base = out->data.ptr;
-  int8_t *hi = base, *lo = nullptr;
-  int64_t stride = cols;  // row stride of both planes in stored coordinates
-  if (bits == 16) {
-    // A: [M, 2K] rows (h | l) or, transposed, [2K, M] (h rows then l rows).
-    // B: [2K, N] (l rows then h rows) or, transposed, [N, 2K] rows (l | h).
-    const bool side_by_side = is_a ? !transposed : transposed;
-    const bool h_first = is_a;
-    const int64_t second = side_by_side ? depth : count;  // offset of the second plane
-    stride = side_by_side ? 2 * cols : cols;
-    hi = h_first ? base : base + second;
-    lo = h_first ? base + second : base;
-    out->lo = lo;
-    out->both = base;
-  }
-  const bool want_sums = bits == 16 || !is_a;
-  const int32_t sum_shift = bits == 16 ? 128 : 0;
-  const int32_t digit_shift = is_a ? 128 : 0;  // A's digits are stored unsigned
-  out->sums.assign(want_sums ? op_size : 0, 0);
-  out->hi = hi;
-  out->ld = stride;
-  out->bad.assign(op_size, 0);
-  const bool bytes_direct = bits == 8 && FloatQuantizationIsExact(stochastic, exponent);
-  uint8_t* bad = out->bad.data();
-  int64_t* sums = out->sums.data();
-  std::memset(histogram, 0, sizeof(int64_t) * kHistogramBins);
-  // Rows go in groups of about kGroupElements elements: narrow matrices (convolution
-  // patches, few output channels) would otherwise pay each pass's per-call cost per row.
-  const int64_t group = std::max<int64_t>(1, kGroupElements / std::max<int64_t>(cols, 1));
-  const int64_t groups = (rows + group - 1) / group;
-#pragma omp parallel num_threads(threads)
-  {
-    PairHistogram local;
-    std::vector<int32_t> q_buffer(bytes_direct ? 0 : group * cols);
-    std::vector<int64_t> col_sums((want_sums && !by_row) ? cols : 0, 0);
-    std::vector<uint8_t> col_bad(by_row ? 0 : cols, 0);
-#pragma omp for schedule(static)
-    for (int64_t g = 0; g < groups; ++g) {
-      const int64_t r0 = g * group, r1 = std::min(rows, r0 + group);
-      const float* xg = x + r0 * cols;
-      const int64_t elements = (r1 - r0) * cols;
-      const bool any_bad = local.AddRow(xg, elements);
-      if (any_bad) {
-        for (int64_t r = r0; r < r1; ++r)
-          for (int64_t c = 0; c < cols; ++c)
-            if (!IsFiniteValue(x[r * cols + c])) (by_row ? bad[r] : col_bad[c]) = 1;
-      }
-      if (bytes_direct) {  // 8-bit digits straight to bytes; B's sums from them
-        int8_t* out_g = hi + r0 * cols;
-        QuantizeRowNearestInt8(xg, elements, exponent, digit_shift, out_g);
-        if (!want_sums) continue;
-        for (int64_t r = r0; r < r1; ++r) {
-          const int8_t* q = out_g + (r - r0) * cols;
-          if (by_row) {
-            int64_t row_sum = 0;
-            for (int64_t c = 0; c < cols; ++c) row_sum += q[c];
-            sums[r] = row_sum;
-          } else {
-            for (int64_t c = 0; c < cols; ++c) col_sums[c] += q[c];
-          }
-        }
-        continue;
-      }
-      QuantizeRow(xg, elements, exponent, bits, stochastic, seed, r0 * cols, q_buffer.data());
-      if (bits == 8) {  // stored like x: one flat run
-        int8_t* out_g = hi + r0 * cols;
-        for (int64_t e = 0; e < elements; ++e)
-          out_g[e] = static_cast<int8_t>(static_cast<uint8_t>(q_buffer[e] + digit_shift));
-      }
-      for (int64_t r = r0; r < r1; ++r) {
-        const int32_t* q = q_buffer.data() + (r - r0) * cols;
-        if (bits == 16) {
-          int8_t* hr = hi + r * stride;
-          int8_t* lr = lo + r * stride;
-          for (int64_t c = 0; c < cols; ++c) {
-            hr[c] = static_cast<int8_t>(static_cast<uint8_t>((q[c] >> 8) + digit_shift));
-            lr[c] = static_cast<int8_t>(
-                static_cast<uint8_t>((q[c] & 0xff) - 128 + digit_shift));
-          }
-        }
-        if (!want_sums) continue;
-        if (by_row) {
-          int64_t row_sum = 0;
-          for (int64_t c = 0; c < cols; ++c) row_sum += q[c] - sum_shift;
-          sums[r] = row_sum;
-        } else {
-          for (int64_t c = 0; c < cols; ++c) col_sums[c] += q[c] - sum_shift;
-        }
-      }
-    }
-#pragma omp critical
-    {
-      local.Fold(histogram);
-      if (!by_row) {
-        for (int64_t c = 0; c < cols; ++c) {
-          bad[c] |= col_bad[c];
-          if (want_sums) sums[c] += col_sums[c];
-        }
-      }
-    }
-  }
-}
 
 // Rows [i0, i1) of the product: row_value(i, int32_or_int64* row) writes row i's exact
 // integers into `row`; they are scaled by 2**exponent, NaN where a row/column is bad, and
@@ -231,28 +75,24 @@ void FinalizeRows(int64_t i0, int64_t i1, int64_t n, int exponent, const Operand
   }
 }
 
-}  // namespace
-
-void DluMatmulCpu(const DluMatmulArgs& args) {
-  const int64_t m = args.m, n = args.n, k = args.k;
-  const bool ta = args.transpose_a, tb = args.transpose_b;
-  const int bits = args.bits;
-  // Small products run on the calling thread: waking OpenMP workers (and oneDNN's, which
-  // follow this thread's setting) costs more than they save there. The work counts the
-  // multiply-adds and the passes over the operands and the product (an element pass costs
-  // about as much as 64 int8 multiply-adds): narrow products such as a convolution's
-  // patches [N*OH*OW, kh*kw*C] x [kh*kw*C, filters] are bound by the passes.
+// Small products run on the calling thread: waking OpenMP workers (and oneDNN's, which
+// follow this thread's setting) costs more than they save there. The work counts the
+// multiply-adds and the passes over the operands and the product (an element pass costs
+// about as much as 64 int8 multiply-adds): narrow products such as a convolution's
+// patches [N*OH*OW, kh*kw*C] x [kh*kw*C, filters] are bound by the passes.
+int ThreadsFor(int64_t m, int64_t n, int64_t k) {
   static const int max_threads = omp_get_max_threads();
   const int64_t work = m * n * std::max<int64_t>(k, 1) + 64 * (m * k + k * n + m * n);
   const int threads = work < (int64_t{1} << 25) ? 1 : max_threads;
   omp_set_num_threads(threads);
-  Operand qa, qb;
-  QuantizeOperand(args.a, ta ? k : m, ta ? m : k, !ta, true, ta, k, args.a_exponent, bits,
-                  args.stochastic, args.seed_a, threads, &qa, args.stats);
-  QuantizeOperand(args.b, tb ? n : k, tb ? k : n, tb, false, tb, k, args.b_exponent, bits,
-                  args.stochastic, args.seed_b, threads, &qb, args.stats + kHistogramBins);
-  const int exponent = args.a_exponent + args.b_exponent;
-  int64_t* histogram = args.stats + 2 * kHistogramBins;
+  return threads;
+}
+
+// product [M, N] = 2**exponent * op(A) op(B) of the operands' exact integers, NaN on the
+// bad rows of op(A) and columns of op(B); `histogram` [64] gets the product's histogram.
+void MultiplyOperands(const Operand& qa, const Operand& qb, int64_t m, int64_t n, int64_t k,
+                      bool ta, bool tb, int exponent, int bits, int threads, float* product,
+                      int64_t* histogram) {
   std::memset(histogram, 0, sizeof(int64_t) * kHistogramBins);
   if (m == 0 || n == 0) return;
   std::vector<int64_t> bad_cols;
@@ -301,7 +141,7 @@ void DluMatmulCpu(const DluMatmulArgs& args) {
             const int32_t* row = p0 + (i - i0) * n;
             for (int64_t j = 0; j < n; ++j) out[j] = row[j] + col_add32[j];
           },
-          true, threads, args.product, histogram);
+          true, threads, product, histogram);
       continue;
     }
     if (one_pass) {  // 16-bit: HH, X (depth 2K), LL
@@ -318,7 +158,7 @@ void DluMatmulCpu(const DluMatmulArgs& args) {
               out[j] = 65536 * int64_t{p0[at + j]} + 256 * int64_t{p1[at + j]} + p2[at + j] +
                        row_add + col_add[j];
           },
-          small, threads, args.product, histogram);
+          small, threads, product, histogram);
       continue;
     }
     // Deep K: int64 accumulation over chunks that cannot overflow int32.
@@ -349,8 +189,44 @@ void DluMatmulCpu(const DluMatmulArgs& args) {
           const int64_t row_add = bits == 16 ? 128 * ra[i] + constant : 0;
           for (int64_t j = 0; j < n; ++j) out[j] = acc[at + j] + row_add + col_add[j];
         },
-        small, threads, args.product, histogram);
+        small, threads, product, histogram);
   }
+}
+
+}  // namespace
+
+void DluMatmulCpu(const DluMatmulArgs& args) {
+  const int64_t m = args.m, n = args.n, k = args.k;
+  const bool ta = args.transpose_a, tb = args.transpose_b;
+  const int threads = ThreadsFor(m, n, k);
+  Operand qa, qb;
+  QuantizeOperand(args.a, ta ? k : m, ta ? m : k, !ta, true, ta, k, args.a_exponent, args.bits,
+                  args.stochastic, args.seed_a, threads, &qa, args.stats,
+                  {args.a_digits, args.a_flags});
+  QuantizeOperand(args.b, tb ? n : k, tb ? k : n, tb, false, tb, k, args.b_exponent, args.bits,
+                  args.stochastic, args.seed_b, threads, &qb, args.stats + kHistogramBins,
+                  {args.b_digits, args.b_flags});
+  MultiplyOperands(qa, qb, m, n, k, ta, tb, args.a_exponent + args.b_exponent, args.bits,
+                   threads, args.product, args.stats + 2 * kHistogramBins);
+}
+
+void DluMatmulBackwardCpu(const DluMatmulBackwardArgs& args) {
+  const int64_t m = args.m, n = args.n, k = args.k;
+  const int threads = ThreadsFor(m, n, k);
+  // G [M, N] once, as B of dB = x^T G (column sums over M); then its A copy for dA = G W^T.
+  Operand g_b, g_a, x_a, w_b;
+  std::vector<uint8_t> g_flags(m + n);
+  QuantizeOperand(args.grad, m, n, false, false, false, m, args.grad_exponent, 8,
+                  args.stochastic, args.seed_grad, threads, &g_b, args.stats,
+                  {nullptr, g_flags.data()});
+  AsOperandA(g_b, m * n, 7, std::vector<uint8_t>(g_flags.begin(), g_flags.begin() + m), &g_a);
+  KeptOperand(args.b_digits, args.b_flags, k, n, true, false, threads, &w_b);  // op(B) = W^T
+  MultiplyOperands(g_a, w_b, m, k, n, false, true, args.grad_exponent + args.b_exponent, 8,
+                   threads, args.grad_a, args.stats + kHistogramBins);
+  KeptOperand(reinterpret_cast<const int8_t*>(args.a_digits), args.a_flags, m, k, false, true,
+              threads, &x_a);  // op(A) = x^T
+  MultiplyOperands(x_a, g_b, k, n, m, true, false, args.a_exponent + args.grad_exponent, 8,
+                   threads, args.grad_b, args.stats + 2 * kHistogramBins);
 }
 
 template <typename T>

@@ -18,11 +18,38 @@ struct DluMatmulArgs {
   uint64_t seed_a, seed_b;
   float* product;  // [M, N]
   int64_t* stats;  // [3, 64]: histograms of a, b, product
+  // KerasDluMatmulFused (8-bit): where the digits and flags of a and b are kept for the
+  // backward (see KeptDigits in dlu_operand.h); nullptr: not kept.
+  int8_t* a_digits = nullptr;
+  int8_t* b_digits = nullptr;
+  uint8_t* a_flags = nullptr;
+  uint8_t* b_flags = nullptr;
+};
+
+// The fused 8-bit backward of y = x W (x [M, K], W [K, N], no transposes) from the digits
+// its forward kept: G = dL/dy [M, N] is quantized once, then
+// grad_a = 2**(eg + eb) Q(G) Wq^T and grad_b = 2**(ea + eg) xq^T Q(G), exactly as
+// DluMatmulCpu would compute them from x, W and G.
+struct DluMatmulBackwardArgs {
+  const float* grad;        // [M, N]
+  const uint8_t* a_digits;  // [M, K]: q + 128
+  const uint8_t* a_flags;   // [M + K]
+  const int8_t* b_digits;   // [K, N]: q
+  const uint8_t* b_flags;   // [K + N]
+  int64_t m, n, k;
+  int a_exponent, b_exponent, grad_exponent;
+  bool stochastic;
+  uint64_t seed_grad;
+  float* grad_a;   // [M, K]
+  float* grad_b;   // [K, N]
+  int64_t* stats;  // [3, 64]: histograms of G, grad_a, grad_b
 };
 
 // Quantizes, multiplies exactly in wide integers, scales once into float32, marks the
 // rows/columns touched by non-finite inputs as NaN and fills the three histograms.
 void DluMatmulCpu(const DluMatmulArgs& args);
+
+void DluMatmulBackwardCpu(const DluMatmulBackwardArgs& args);
 
 // y = dequantized x (see dlu_quantize.h); NaN and infinities pass through.
 template <typename T>
