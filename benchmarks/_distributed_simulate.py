@@ -69,35 +69,43 @@ def simulations(line):
                          " 5 us, PCIe staging 12 GB/s")
 
 
-def emulated_link_check(line, cnn, rows, rates, batch):
-    """Predicted vs measured step time of the CNN at each emulated rate.
+def emulated_link_check(line, cnn, profiles, batch):
+    """Predicted vs measured step time of the CNN at each emulated rate with a timeline.
 
     Set-up (documented, not fitted to the distributed runs): each layer's forward and
     backward time measured here in one process and scaled so their sum equals the same
-    run's ``local`` step (two ranks sharing the cores, no communication); the loopback's
-    qdisc carries both ranks' traffic, so each rank gets half the rate; per-message
-    latency 1 ms (Horovod's cycle time); no staging copies (host memory). The forward-overlap
-    schedule is compared with ``ours_overlap``, back-propagation overlap with ``ours``.
+    launch's ``local`` step (two ranks sharing the cores, no communication); the loopback's
+    qdisc carries both ranks' traffic, so each rank gets half the rate (the timeline's
+    4 MiB dense bucket: 63-67 ms at 1 Gbit/s, 62.5 MB/s); per-message latency 1 ms
+    (Horovod's cycle time); no staging copies (host memory). Plus the rank skew the same
+    launch's timeline measured for that case (rank 0 negotiating, the wire idle, per step):
+    ``simulate`` models identical workers, and on cores the two ranks time-share one of
+    them runs ahead and waits. The forward-overlap schedule is compared with
+    ``ours_overlap``, back-propagation overlap with ``ours``; ``profiles``: the
+    :func:`benchmarks.distributed.timeline_profile` launches by rate.
     """
     from keras_dlu.distributed.simulate import Network, profile_layers, step_seconds
 
     x = np.random.default_rng(0).normal(size=(batch, 32, 32, 3)).astype("float32")
-    profiles = profile_layers(cnn(), x, repeats=3)
-    total = sum(p.forward_s + p.backward_s for p in profiles)
+    layer_profiles = profile_layers(cnn(), x, repeats=3)
+    total = sum(p.forward_s + p.backward_s for p in layer_profiles)
     bits = {"1gbit": 1e9, "10gbit": 1e10}
     check = {}
-    for rate in rates:
+    for rate, profile in profiles.items():
         if rate not in bits:
             continue
-        row = rows[rate]
-        scale = row["cnn_local_ms"] / 1e3 / total
+        seconds = profile["seconds_per_step"]
+        scale = seconds["cnn/local"] / total
         scaled = [p.__class__(p.name, p.param_bytes, p.forward_s * scale, p.backward_s * scale)
-                  for p in profiles]
+                  for p in layer_profiles]
         network = Network(alpha_s=1e-3, bandwidth_bytes_per_s=bits[rate] / 8 / 2,
                           copy_latency_s=0.0, copy_bytes_per_s=1e15)
         for scheme, case in (("backprop_overlap", "ours"), ("forward_overlap", "ours_overlap")):
-            predicted = step_seconds(scaled, scheme, 2, network) * 1e3
-            measured = row[f"cnn_{case}_ms"]
-            check[f"{rate}_{case}"] = {"predicted_ms": predicted, "measured_ms": measured,
-                                       "predicted_over_measured": predicted / measured}
+            model_ms = step_seconds(scaled, scheme, 2, network) * 1e3
+            skew_ms = profile["waiting"][f"cnn/{case}"] * 1e3
+            measured = seconds[f"cnn/{case}"] * 1e3
+            check[f"{rate}_{case}"] = {
+                "predicted_ms": model_ms + skew_ms, "measured_ms": measured,
+                "predicted_over_measured": (model_ms + skew_ms) / measured,
+                "model_without_skew_ms": model_ms, "measured_skew_ms": skew_ms}
     line["simulate_vs_emulated_link"] = check

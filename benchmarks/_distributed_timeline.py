@@ -9,6 +9,11 @@ aligns them with ``time.time()`` marks taken by the benchmark around each case.
 
 import json
 
+# Eager Horovod calls appear under their op's name, whatever ``name=`` they were given: the
+# benchmark's barrier between cases (an eager allreduce) and the start-up broadcasts and
+# shape check. The training steps' collectives are traced and carry their own names.
+EAGER_NAMES = ("HorovodAllreduce", "HorovodAllgather", "HorovodBroadcast")
+
 
 def load(path):
     """(events, epoch seconds of ts 0). Tolerates a trace left without its closing bracket."""
@@ -22,12 +27,16 @@ def load(path):
 
 def activities(events, epoch_start, window):
     """Within ``window`` (epoch seconds ``(lo, hi)``): ``ready`` (rank 0's enqueue times, one
-    per tensor) and ``wire`` (``(start, end)`` of each collective Horovod ran, its ``GLOO_*``
-    activity), in seconds from ``lo``, sorted."""
+    per tensor), ``wire`` (``(start, end)`` of each collective Horovod ran, its ``GLOO_*``
+    activity) and ``waiting`` (``NEGOTIATE_*`` phases: rank 0 has enqueued the tensor, the
+    other rank not yet), in seconds from ``lo``, sorted and merged.
+
+    Rank 0's enqueue is stamped when Horovod's background thread reads it, which it does not
+    while it runs a collective, so a negotiation never overlaps the wire."""
     lo, hi = window
     names = {e["pid"]: e["args"]["name"] for e in events
              if e.get("name") == "process_name" and "name" in e.get("args", {})}
-    stacks, ready, wire = {}, [], set()
+    stacks, ready, wire, waiting = {}, [], set(), set()
     for event in events:
         if "ts" not in event:
             continue
@@ -36,13 +45,14 @@ def activities(events, epoch_start, window):
             stacks.setdefault(event["pid"], []).append((event["name"], t))
         elif event["ph"] == "E" and stacks.get(event["pid"]):
             name, begin = stacks[event["pid"]].pop()
-            if not lo <= begin <= hi or names.get(event["pid"], "").startswith("bench."):
+            if not lo <= begin <= hi or names.get(event["pid"]) in EAGER_NAMES:
                 continue
             if name.startswith("NEGOTIATE_"):
                 ready.append(begin - lo)
+                waiting.add((begin - lo, t - lo))
             elif name.startswith("GLOO_"):
                 wire.add((begin - lo, t - lo))
-    return sorted(ready), merged(wire)
+    return sorted(ready), merged(wire), merged(waiting)
 
 
 def merged(intervals):

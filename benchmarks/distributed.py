@@ -8,19 +8,25 @@ where namespaces are not permitted only the host loopback is measured and the JS
 why). Models: a VGG-style CNN (32x32x3, six 3x3 convolutions, dense 512, 1.34 M parameters,
 batch 32 per rank: compute and communication are comparable at 1 Gbit/s) and an MLP
 784-1024-1024-10 (batch 64 per rank), real MNIST digits (the CNN's padded to 32x32x3).
-Cases, interleaved in rotating order inside one launch, medians of the repeats:
+Cases, interleaved in rotating order inside one launch, medians of the repeats, every one
+reading the same cached ``tf.data`` batches:
 ``ours`` (our ``fit``, default plan), ``ours_overlap`` (``fit`` with
 ``steps_per_execution=4`` and ``ForwardOverlap``: the next steps' forward passes overlap
 this step's averaging), ``ours_overlap_fp16`` (float16 on the wire), ``tape`` (Horovod's
 ``DistributedGradientTape`` in a ``tf.function`` loop, the strongest peer), ``tape_fp16``
 (the same with Horovod's own fp16 compression), ``tape_fit`` (the tape in a ``fit``
-train_step), ``local`` (the same ``fit`` without communication).
+train_step), ``local`` (the same ``fit`` without communication) and ``local_loop`` (the
+tape's raw loop without communication: ``local / local_loop`` is what ``fit`` itself costs).
 At 1 Gbit/s also: the tape loop over a small grid of ``HOROVOD_FUSION_THRESHOLD`` x
 ``HOROVOD_CYCLE_TIME`` (separate launches, the best is the peer), two
-``MultiWorkerMirroredStrategy`` processes, and one launch with ``HOROVOD_TIMELINE`` whose
-trace gives the communication time per step and the plot ``reports/distributed_timeline.png``.
-Hidden share = ``1 - (t_step - t_local) / t_comm`` with ``t_comm`` the timeline's wire time
-per step. Also ``simulate`` projections at 16 and 64 workers. Prints ONE JSON line.
+``MultiWorkerMirroredStrategy`` processes. At 1 and 10 Gbit/s one launch with
+``HOROVOD_TIMELINE`` (plus ``ours_overlap_uncapped``, the plan without the capped last
+bucket) whose trace gives per step the wire time, the time rank 0 waits for the other rank
+(rank skew) and, at 1 Gbit/s, the plot ``reports/distributed_timeline.png``.
+Hidden share = ``1 - (t_step - t_compute) / t_wire`` with ``t_wire`` the timeline's wire time
+per step and ``t_compute`` the compute-only peer (``local`` for fit cases, ``local_loop`` for
+the tape loops). Also ``simulate`` projections at 16 and 64 workers and its check against
+the timeline launches. Prints ONE JSON line.
 Reference: Fujitsu, Yamazaki et al. 2016; Horovod.
 """
 
@@ -50,6 +56,7 @@ BATCH = {"cnn": 32, "mlp": 64}  # per rank
 TAPE_GRID = [(4 * 2**20, 1), (128 * 2**20, 5)]  # extra (fusion bytes, cycle ms) tried
 HOROVOD_DEFAULTS = (128 * 2**20, 1)  # Horovod 0.28's own fusion threshold and cycle time
 LAUNCH_TIMEOUT = 600
+COMPUTE_ONLY = ("local", "local_loop")  # cases without communication
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 
@@ -98,21 +105,21 @@ def timed(run):
 
 
 # ----------------------------------------------------------------- horovod worker
-def tape_loop(hvd, name, x, y, batch, compression=None):
-    """Horovod's ``DistributedGradientTape`` in a traced custom loop (Keras 3 needs ``v.value``)."""
+def tape_loop(hvd, name, dataset, compression=None):
+    """Horovod's ``DistributedGradientTape`` in a traced custom loop (Keras 3 needs ``v.value``);
+    ``hvd=None``: the same loop without communication (the compute-only raw loop)."""
     model, optimizer = MODELS[name](), keras.optimizers.SGD(0.01)
-    compression = compression or hvd.Compression.none
 
     @tf.function
     def step(xb, yb):
         with tf.GradientTape() as tape:
             loss = LOSS(yb, model(xb, training=True))
-        grads = hvd.DistributedGradientTape(tape, compression=compression).gradient(
-            loss, [v.value for v in model.trainable_variables])
+        if hvd is not None:
+            tape = hvd.DistributedGradientTape(
+                tape, compression=compression or hvd.Compression.none)
+        grads = tape.gradient(loss, [v.value for v in model.trainable_variables])
         optimizer.apply(grads, model.trainable_variables)
         return loss
-
-    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch).cache()
 
     def run():
         for xb, yb in dataset:
@@ -143,32 +150,37 @@ def model_cases(hvd, name, mode):
     from keras_dlu.callbacks import BroadcastGlobalVariables, ForwardOverlap
 
     batch = BATCH[name]
-    x, y = data(name, STEPS * batch)
+    # every case, fit or loop, reads the same cached batches (fit on NumPy arrays would
+    # rebuild its input pipeline at each call, a cost of the harness, not of the step)
+    dataset = tf.data.Dataset.from_tensor_slices(data(name, STEPS * batch)).batch(batch).cache()
 
     def fitted(optimizer, spe=1, callbacks=(), model=None):
         (model := model or MODELS[name]()).compile(optimizer=optimizer, loss=LOSS,
                                                    steps_per_execution=spe)
-        model.fit(x[:batch * spe], y[:batch * spe], batch_size=batch, verbose=0,
-                  callbacks=[BroadcastGlobalVariables(0), *callbacks])  # builds and traces
-        return lambda: model.fit(x, y, batch_size=batch, shuffle=False, verbose=0,
-                                 callbacks=list(callbacks))
+        model.fit(dataset.take(spe), verbose=0,  # builds and traces
+                  callbacks=[BroadcastGlobalVariables(0), *callbacks])
+        return lambda: model.fit(dataset, verbose=0, callbacks=list(callbacks))
 
     def ours(spe=1, **kwargs):
         optimizer = dist.DistributedOptimizer(keras.optimizers.SGD(0.01), **kwargs)
         return fitted(optimizer, spe, [ForwardOverlap()] if spe > 1 else [])
 
-    cases = {"tape": tape_loop(hvd, name, x, y, batch)}
+    cases = {"tape": tape_loop(hvd, name, dataset)}
     if mode == "tape":
         return {f"{name}/tape": cases["tape"]}
     cases["ours"] = ours()
     cases["local"] = fitted(keras.optimizers.SGD(0.01))
     if name == "cnn":
+        cases["local_loop"] = tape_loop(None, name, dataset)
+    if name == "cnn":
         cases["ours_overlap"] = ours(SPE)
+        if mode == "profile":  # the plan without the capped last bucket, under the timeline
+            cases["ours_overlap_uncapped"] = ours(SPE, last_bucket_bytes=None)
     if name == "cnn":
         cases["ours_overlap_fp16"] = ours(SPE, compression="fp16")
     if mode == "main" and name == "cnn":
         cases["tape_fit"] = fitted(keras.optimizers.SGD(0.01), model=tape_fit_model(hvd, name))
-        cases["tape_fp16"] = tape_loop(hvd, name, x, y, batch, hvd.Compression.fp16)
+        cases["tape_fp16"] = tape_loop(hvd, name, dataset, hvd.Compression.fp16)
     return {f"{name}/{case}": run for case, run in cases.items()}
 
 
@@ -231,31 +243,41 @@ def mwms_launch(tmp, rate):
         return {"mwms_error": str(error)[-300:]}
 
 
-def timeline_profile(tmp, rate):
-    """One launch with Horovod's timeline: wire time per step, and the plot of one step."""
+def timeline_profile(tmp, rate, plot):
+    """One launch with Horovod's timeline at ``rate``: per case the step, wire and waiting
+    seconds per step and the collectives per step; with ``plot``, the plot of one step."""
     import _distributed_timeline as timeline
 
     from keras_dlu.utils import reports_dir
 
-    trace = os.path.join(tmp, "timeline.json")
+    trace = os.path.join(tmp, f"timeline-{rate}.json")
     result = horovod_launch(tmp, rate, "profile", {"HOROVOD_TIMELINE": trace})
     events, epoch = timeline.load(trace)
-    comm, panels, counts = {}, {}, {}
+    profile = {"seconds_per_step": result["seconds_per_step"], "wire": {}, "waiting": {},
+               "collectives": {}, "plot": None}
+    panels = {}
     for case, window in result["marks"].items():
-        ready, wire = timeline.activities(events, epoch, window)
-        comm[case] = timeline.union_seconds(wire) / STEPS
-        counts[case] = len(wire) / STEPS  # collectives Horovod ran per step, after its fusion
-        if case.endswith("/local"):
+        ready, wire, negotiating = timeline.activities(events, epoch, window)
+        profile["wire"][case] = timeline.union_seconds(wire) / STEPS
+        # collectives Horovod ran per step, after its fusion
+        profile["collectives"][case] = len(wire) / STEPS
+        # rank 0 waiting for the other rank to enqueue (rank skew), the wire idle meanwhile
+        profile["waiting"][case] = (timeline.union_seconds(wire + negotiating)
+                                    - timeline.union_seconds(wire)) / STEPS
+        if case.split("/")[1] in COMPUTE_ONLY:
             continue
         step_s = result["seconds_per_step"][case]
         # one step from the middle of the window (a whole step-function call of SPE steps)
         lo = (STEPS // 2) * step_s
         pick = [(s - lo, e - lo) for s, e in wire if lo <= s < lo + SPE * step_s]
         panels[case] = ([r - lo for r in ready if lo <= r < lo + SPE * step_s], pick, step_s)
-    path = os.path.join(reports_dir(), "distributed_timeline.png")
-    timeline.plot(panels, path, f"VGG-style CNN, 2 ranks, {rate} loopback: {SPE} steps "
-                  "(Horovod timeline, rank 0)")
-    return result, comm, counts, os.path.relpath(path, ROOT) if path.startswith(ROOT) else path
+    if plot:
+        path = os.path.join(reports_dir(), "distributed_timeline.png")
+        timeline.plot(panels, path, f"VGG-style CNN, 2 ranks, {rate} loopback: {SPE} steps "
+                      "(Horovod timeline, rank 0)")
+        profile["plot"] = os.path.relpath(path, ROOT) if path.startswith(ROOT) else path
+    return profile
+
 
 def target(measure, ours, peer, peer_value, goal, higher_is_better=True):
     """One entry of the "targets" list; ``ratio`` = ours / peer (or peer / ours for times)."""
@@ -273,7 +295,8 @@ def rate_rows(line, rate, run, best_tape_s):
     s = run["seconds_per_step"]
     label = rate or "host"
     row = {f"{m}_{case}_ms": s[f"{m}/{case}"] * 1e3 for m in ("cnn", "mlp")
-           for case in ("ours", "ours_overlap", "tape", "local") if f"{m}/{case}" in s}
+           for case in ("ours", "ours_overlap", "tape", "local", "local_loop")
+           if f"{m}/{case}" in s}
     for key in ("ours_overlap_fp16", "tape_fit", "tape_fp16"):
         row[f"cnn_{key}_ms"] = s[f"cnn/{key}"] * 1e3
     row["cnn_overlap_vs_tape"] = s["cnn/tape"] / s["cnn/ours_overlap"]
@@ -285,24 +308,36 @@ def rate_rows(line, rate, run, best_tape_s):
     row["cnn_overlap_fp16_vs_best_tape"] = best_tape_s / s["cnn/ours_overlap_fp16"]
     row["cnn_overlap_fp16_vs_tape_fp16"] = s["cnn/tape_fp16"] / s["cnn/ours_overlap_fp16"]
     row["cnn_overlap_vs_no_overlap"] = s["cnn/ours"] / s["cnn/ours_overlap"]
+    # what fit itself costs: the same training without communication, fit / raw loop
+    row["cnn_fit_over_raw_loop_no_comm"] = s["cnn/local"] / s["cnn/local_loop"]
+    row["cnn_overlap_over_local_fit"] = s["cnn/ours_overlap"] / s["cnn/local"]
+    row["cnn_tape_over_local_loop"] = s["cnn/tape"] / s["cnn/local_loop"]
     row["cnn_spread_ms"] = {k.split("/")[1]: [round(v * 1e3, 1) for v in r]
                             for k, r in run["spread"].items() if k.startswith("cnn/")}
     line[label] = row
 
 
-def hidden_shares(line, p, comm):
+def hidden_shares(line, profile):
     """Share of each case's wire time hidden behind computation, from the timeline launch
-    (``p``: seconds per step by case, ``comm``: wire seconds per step); into ``line``."""
-    local = p["cnn/local"]
-    cases = [case for case in p if comm[case] > 0 and not case.endswith("/local")]
-    unclipped = {case.split("/")[1]: 1 - (p[case] - local) / comm[case] for case in cases}
+    ``profile`` (:func:`timeline_profile`); into ``line``."""
+    p, comm = profile["seconds_per_step"], profile["wire"]
+    cases = [case for case in p if comm[case] > 0 and case.split("/")[1] not in COMPUTE_ONLY]
+    unclipped = {case.split("/")[1]: 1 - (p[case] - p[compute_only(case)]) / comm[case]
+                 for case in cases}
     line["hidden_share"] = {k: max(0.0, min(1.0, v)) for k, v in unclipped.items()}
     line["hidden_share_unclipped"] = unclipped
     line["hidden_share_method"] = (
         "1 - (t_step - t_local) / t_wire, clipped to [0, 1], all from the timeline launch: "
         "t_wire the union of Horovod's GLOO_* (allreduce, allgather) activities per step in its timeline, "
-        "t_local the same fit without communication, interleaved with the others")
+        "t_local the same training without communication, interleaved with the others: "
+        "fit (local) for the fit cases, the raw tf.function loop (local_loop) for the tape loops")
     return line["hidden_share"]
+
+
+def compute_only(case):
+    """The compute-only peer of ``case``: the raw loop for the tape loops, fit otherwise."""
+    model, name = case.split("/")
+    return f"{model}/local_loop" if name in ("tape", "tape_fp16") else f"{model}/local"
 
 
 def targets(line, runs, rates, best_tape, hidden):
@@ -351,7 +386,8 @@ def main():
             "HOROVOD_FUSION_THRESHOLD": str(f), "HOROVOD_CYCLE_TIME": str(c)}
         )["seconds_per_step"]["cnn/tape"] for f, c in TAPE_GRID}
         mwms = mwms_launch(tmp, slow)
-        profile, comm, counts, plot = timeline_profile(tmp, slow)
+        profiles = {rate: timeline_profile(tmp, rate, plot=rate == slow)
+                    for rate in rates if rate != "unlimited"}
     grid[f"{HOROVOD_DEFAULTS[0] >> 20}MiB/{HOROVOD_DEFAULTS[1]}ms"] = \
         runs[slow]["seconds_per_step"]["cnn/tape"]
     line["tape_grid_ms"] = {k: v * 1e3 for k, v in grid.items()}
@@ -364,16 +400,16 @@ def main():
         line["mwms_error"] = mwms["mwms_error"]
     # communication measured on the wire (timeline), hidden share against the same run's
     # compute-only step (profile launch: all its cases run with the timeline on)
-    p = profile["seconds_per_step"]
-    line["timeline_ms"] = {case.split("/")[1]: {"step": p[case] * 1e3, "wire": comm[case] * 1e3}
-                           for case in p}
-    line["collectives_per_step_timeline"] = {case.split("/")[1]: counts[case] for case in p
-                                             if not case.endswith("/local")}
-    hidden = hidden_shares(line, p, comm)
-    line["plots"] = [plot]
+    line["timeline_ms"] = {rate or "host": {case.split("/")[1]: {
+        "step": pr["seconds_per_step"][case] * 1e3, "wire": pr["wire"][case] * 1e3,
+        "waiting_for_other_rank": pr["waiting"][case] * 1e3,
+        "collectives": pr["collectives"][case]} for case in pr["seconds_per_step"]}
+        for rate, pr in profiles.items()}
+    hidden = hidden_shares(line, profiles[slow])
+    line["plots"] = [profiles[slow]["plot"]]
     simulations(line)
-    emulated_link_check(line, cnn, {rate or "host": line[rate or "host"] for rate in rates},
-                        rates, BATCH["cnn"])
+    emulated_link_check(line, cnn, {rate or "host": pr for rate, pr in profiles.items()},
+                        BATCH["cnn"])
     line["targets"] = targets(line, runs, rates, best_tape, hidden)
     print(json.dumps(rounded(line)))
 
