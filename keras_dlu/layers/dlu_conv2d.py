@@ -67,11 +67,7 @@ class DLUConv2D(DLUProductMixin, keras.layers.Conv2D):
         kernel = tf.reshape(self.kernel, [depth, self.filters])
         outputs = self._fixed_point_matmul(flat, kernel, training=bool(training))
         outputs = tf.reshape(outputs, tf.concat([shape[:3], [self.filters]], axis=0))
-        if self.use_bias:
-            outputs = outputs + self.bias
-        if self.activation is not None:
-            outputs = self.activation(outputs)
-        return outputs
+        return self._bias_and_activation(outputs)
 
     def get_config(self):
         config = super().get_config()

@@ -52,11 +52,7 @@ class DLUDense(DLUProductMixin, keras.layers.Dense):
         flat = tf.reshape(inputs, [-1, inputs.shape[-1]])
         outputs = self._fixed_point_matmul(flat, self.kernel, training=bool(training))
         outputs = tf.reshape(outputs, tf.concat([leading, [self.units]], axis=0))
-        if self.use_bias:
-            outputs = outputs + self.bias
-        if self.activation is not None:
-            outputs = self.activation(outputs)
-        return outputs
+        return self._bias_and_activation(outputs)
 
     def get_config(self):
         config = super().get_config()

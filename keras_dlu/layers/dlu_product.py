@@ -111,11 +111,19 @@ class DLUProductMixin:
         def sink(kernel):
             def grad(statistics):
                 policy.update(state, tf.cast(statistics[0], tf.int64))
-                return tf.zeros_like(kernel)
+                return None  # no kernel-sized zeros added to dW
 
             return tf.zeros(STATS_SHAPE, tf.float32), grad
 
         return sink(kernel)
+
+    def _bias_and_activation(self, outputs):
+        """Bias and activation in float32; ReLU's gradient keeps a one-byte mask."""
+        if self.use_bias:
+            outputs = tf.nn.bias_add(outputs, self.bias)
+        if self.activation is keras.activations.relu:
+            return _relu_keeping_mask(outputs)
+        return outputs if self.activation is None else self.activation(outputs)
 
     # Keras' Dense/Conv save only kernel and bias by position; the state follows them.
     def save_own_variables(self, store):
@@ -139,3 +147,17 @@ class DLUProductMixin:
         return {"bits": self.bits, "rounding": self.rounding,
                 "policy": keras.saving.serialize_keras_object(self.policy),
                 "seed": self.seed}
+
+
+@tf.custom_gradient
+def _relu_keeping_mask(x):
+    """``relu(x)`` whose gradient keeps ``x > 0`` (one byte per element) instead of the
+    float32 output that ``ReluGrad`` reads: the same gradient (dy where x > 0, else 0; NaN
+    inputs give 0, as ``ReluGrad``), and the float activation is not held for the backward
+    (the next DLU layer keeps only its digits)."""
+    positive = tf.greater(x, 0)
+
+    def grad(dy):
+        return tf.where(positive, dy, tf.zeros_like(dy))
+
+    return tf.nn.relu(x), grad

@@ -191,9 +191,11 @@ def _rounding(op):
 
 
 def _grad_exponent(grad_exponent, grad, bits):
-    """The exponent of the incoming gradient: the layer's, or chosen from ``max|G|``."""
-    return tf.where(tf.equal(grad_exponent, AUTO_GRAD_EXPONENT), auto_exponent(grad, bits),
-                    tf.clip_by_value(grad_exponent, -MAX_EXPONENT, MAX_EXPONENT))
+    """The exponent of the incoming gradient: the layer's, or chosen from ``max|G|`` (a
+    cond: the pass over ``G`` runs only then)."""
+    return tf.cond(tf.equal(grad_exponent, AUTO_GRAD_EXPONENT),
+                   lambda: auto_exponent(grad, bits),
+                   lambda: tf.clip_by_value(grad_exponent, -MAX_EXPONENT, MAX_EXPONENT))
 
 
 def _grad_seed(seed_a):

@@ -141,3 +141,30 @@ def test_8_bit_training_keeps_digits_for_the_backward(bits, forward, backward):
     fused = {"KerasDluMatmulFused", "KerasDluMatmulFusedGrad"}
     assert (fused <= set(types)) == (bits == 8)
     assert ("KerasDluMatmul" in types) == (bits == 16)
+
+
+def test_relu_gradient_equals_stock_relu_without_keeping_the_float_activation():
+    layer = DLUDense(6, bits=8, activation="relu")
+    plain = DLUDense(6, bits=8)  # followed by stock tf.nn.relu (ReluGrad)
+    x = np.random.default_rng(5).standard_normal((9, 4)).astype(np.float32)
+    x[3, 1] = np.nan  # a NaN row: relu(NaN) is NaN, both gradients give 0 there
+    for model in (layer, plain):
+        model.build(x.shape)
+    plain.set_weights(layer.get_weights())
+    dy = np.random.default_rng(6).standard_normal((9, 6)).astype(np.float32)
+
+    def gradients(model, activation, x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = tf.reduce_sum(activation(model(x, training=True)) * dy)
+        return tape.gradient(loss, [x, model.kernel, model.bias])
+
+    x_t = tf.constant(x)
+    got = gradients(layer, tf.identity, x_t)
+    want = gradients(plain, tf.nn.relu, x_t)
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g.numpy(), w.numpy())
+    assert np.isnan(got[1].numpy()).any() and (got[0].numpy() == 0).any()
+    graph = tf.function(lambda x: gradients(layer, tf.identity, x)).get_concrete_function(
+        x_t).graph
+    assert "ReluGrad" not in {op.type for op in graph.get_operations()}
