@@ -167,4 +167,6 @@ def test_relu_gradient_equals_stock_relu_without_keeping_the_float_activation():
     assert np.isnan(got[1].numpy()).any() and (got[0].numpy() == 0).any()
     graph = tf.function(lambda x: gradients(layer, tf.identity, x)).get_concrete_function(
         x_t).graph
-    assert "ReluGrad" not in {op.type for op in graph.get_operations()}
+    (relu_grad,) = [op for op in graph.get_operations() if op.type == "ReluGrad"]
+    features = relu_grad.inputs[1].op  # the 0/1 mask, not the float activation
+    assert features.type == "Cast" and features.inputs[0].dtype == tf.bool
