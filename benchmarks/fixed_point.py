@@ -11,8 +11,8 @@
   8-bit <= 0.40x float32 and <= 0.80x mixed_bfloat16; LeNet 8-bit <= 1.0x float32.
 --part memory: peak training-step memory of that MLP above resident (TensorFlow's CPU
   allocator, ``keras_dlu.memory.step_peak_bytes``), DLU 8-bit vs float32, a fresh process
-  per measurement, median over processes. Target (with 8-bit saved activations, the fused
-  layers of issue 11 item 2, not built): <= 0.6x; the figure shows where the layers stand.
+  per measurement, median over processes. Target <= 0.6x (8-bit layers keep one-byte
+  digits of x and W for the backward, ReLU a one-byte mask).
 --part accuracy: float32 vs 16-bit vs 8-bit training on MNIST, tfmot QAT and
   mixed_bfloat16 as peers (benchmarks/_fixed_point_accuracy.py).
 
@@ -21,6 +21,7 @@ Every target is one entry of the "targets" list; a target whose figures were not
 
     python benchmarks/fixed_point.py                     # all parts
     python benchmarks/fixed_point.py --part throughput   # a minute
+    python benchmarks/fixed_point.py --part throughput step memory   # all but accuracy
     python benchmarks/fixed_point.py --quick             # to check the script
 """
 
@@ -212,8 +213,8 @@ def memory(processes=3):
 
 def memory_targets(result):
     ratio = result["dlu8_over_float32"] if result else None
-    return [target("peak training-step memory above resident, MLP batch 256, DLU 8-bit vs "
-                   "float32 (goal: 8-bit saved activations, issue 11 item 2, not built)",
+    return [target("peak training-step memory above resident, MLP batch 256, DLU 8-bit "
+                   "(one-byte saved operands) vs float32",
                    result["median_peak_mib"]["dlu8"] if result else None, "float32",
                    result["median_peak_mib"]["float32"] if result else None, ratio,
                    "<= 0.6x", ratio is not None and ratio <= 0.6)]
@@ -251,7 +252,7 @@ def accuracy_targets(result):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--part", choices=("throughput", "step", "memory", "accuracy", "all"),
-                        default="all")
+                        nargs="+", default=["all"])
     parser.add_argument("--memory-case", choices=("float32", "dlu8"),
                         help=argparse.SUPPRESS)  # one fresh-process measurement
     parser.add_argument("--repeats", type=int, default=7)
@@ -263,13 +264,13 @@ def main():
         return
     repeats = 3 if args.quick else args.repeats
     result = {"benchmark": "fixed_point", "quick": args.quick}
-    if args.part in ("throughput", "all"):
+    if {"throughput", "all"} & set(args.part):
         result["throughput"] = throughput(repeats=repeats)
-    if args.part in ("step", "all"):
+    if {"step", "all"} & set(args.part):
         result["step"] = step_times(repeats=repeats, steps=2 if args.quick else 5)
-    if args.part in ("memory", "all"):
+    if {"memory", "all"} & set(args.part):
         result["memory"] = memory(processes=1 if args.quick else 3)
-    if args.part in ("accuracy", "all"):
+    if {"accuracy", "all"} & set(args.part):
         result["accuracy"] = accuracy(quick=args.quick)
     # every target is listed; those of the parts left out are unmeasured (met: null)
     result["targets"] = (matmul_targets(result.get("throughput"))

@@ -19,6 +19,7 @@ which sets the exponents of the next step.
 
 import keras
 import tensorflow as tf
+from tensorflow.python.eager import record
 
 from keras_dlu.fixed_point import resolve_policy
 from keras_dlu.ops import AUTO_GRAD_EXPONENT, dlu_matmul, exponent_histogram
@@ -97,7 +98,7 @@ class DLUProductMixin:
         product, stats = dlu_matmul(
             x, kernel, x_exponent, kernel_exponent, **arguments,
             grad_exponent=grad_exponent, grad_stats_sink=self._gradient_statistics(kernel),
-            keep_digits=self.bits == 8)
+            keep_digits=self.bits == 8, grad_a=self.bits != 8 or _needs_gradient(x))
         self.policy.update(states["inputs"], stats[0])
         self.policy.update(states["kernel"], stats[1])
         return product
@@ -161,3 +162,12 @@ def _relu_keeping_mask(x):
         return tf.raw_ops.ReluGrad(gradients=dy, features=tf.cast(positive, dy.dtype))
 
     return tf.nn.relu(x), grad
+
+
+def _needs_gradient(x):
+    """Whether the backward must compute ``d loss / d x``: False only when a gradient tape
+    is recording and none records ``x`` (the batch fed to a network's first layer: Keras'
+    train step watches the variables, not the data). TensorFlow's tape query
+    (``tensorflow.python.eager.record``) is private; this is keras-dlu's one use of it.
+    Without a tape (``tf.gradients`` in a graph) the gradient is always computed."""
+    return not record.could_possibly_record() or record.should_record_backprop([x])

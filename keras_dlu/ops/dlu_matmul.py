@@ -65,7 +65,7 @@ _GRAD_SEED_KEY = 0x7F4A7C159E3779B9
 
 def dlu_matmul(a, b, a_exponent, b_exponent, bits=8, rounding="nearest", seed=None, *,
                grad_exponent=None, grad_stats_sink=None, transpose_a=False,
-               transpose_b=False, keep_digits=False, name=None):
+               transpose_b=False, keep_digits=False, grad_a=True, name=None):
     """Dynamic fixed-point product ``op(a) @ op(b)`` with the DLU analysis block fused in.
 
     Each operand is quantized with its own exponent,
@@ -94,6 +94,9 @@ def dlu_matmul(a, b, a_exponent, b_exponent, bits=8, rounding="nearest", seed=No
         keep_digits: keep the 8-bit digits of ``a`` and ``b`` for the backward instead of
             the float operands (see the module docstring); needs ``bits=8`` and no
             transposes. Same results. Default False.
+        grad_a: with ``keep_digits``, False when ``a`` needs no gradient (a network's
+            input): the backward computes only ``dB``, ``a`` gets None and row 1 of the
+            sink's gradient is zeros. Default True.
         name: optional op name.
 
     Returns:
@@ -113,6 +116,8 @@ def dlu_matmul(a, b, a_exponent, b_exponent, bits=8, rounding="nearest", seed=No
     if keep_digits and (bits != 8 or transpose_a or transpose_b):
         raise ValueError("`keep_digits=True` needs bits=8 and no transposes; got "
                          f"bits={bits}, transpose_a={transpose_a}, transpose_b={transpose_b}.")
+    if not grad_a and not keep_digits:
+        raise ValueError("`grad_a=False` needs keep_digits=True.")
     warn_if_portable()
     a = _matrix(a, "a")
     b = _matrix(b, "b")
@@ -147,7 +152,7 @@ def dlu_matmul(a, b, a_exponent, b_exponent, bits=8, rounding="nearest", seed=No
     if keep_digits:
         return load_library().keras_dlu_matmul_fused(
             a, b, a_exponent, b_exponent, seeds, grad_exponent, grad_stats_sink,
-            rounding=rounding, name=name)[:2]
+            rounding=rounding, compute_grad_a=grad_a, name=name)[:2]
     return _op(a, b, a_exponent, b_exponent, seeds, grad_exponent, grad_stats_sink, bits,
                rounding, transpose_a, transpose_b, name)
 
@@ -239,7 +244,9 @@ def _dlu_matmul_fused_grad(op, grad, *unused_grads):
     del unused_grads
     ea, eb, seeds, grad_exponent, sink = op.inputs[2:]
     a_digits, a_flags, b_digits, b_flags = op.outputs[2:]
+    grad_a = op.get_attr("compute_grad_a")
     da, db, stats = load_library().keras_dlu_matmul_fused_grad(
         grad, a_digits, a_flags, b_digits, b_flags, ea, eb,
-        _grad_exponent(grad_exponent, grad, 8), _grad_seed(seeds[0]), rounding=_rounding(op))
-    return [da, db, None, None, None, None, tf.cast(stats, sink.dtype)]
+        _grad_exponent(grad_exponent, grad, 8), _grad_seed(seeds[0]), rounding=_rounding(op),
+        compute_grad_a=grad_a)
+    return [da if grad_a else None, db, None, None, None, None, tf.cast(stats, sink.dtype)]

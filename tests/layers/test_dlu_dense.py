@@ -170,3 +170,33 @@ def test_relu_gradient_equals_stock_relu_without_keeping_the_float_activation():
     (relu_grad,) = [op for op in graph.get_operations() if op.type == "ReluGrad"]
     features = relu_grad.inputs[1].op  # the 0/1 mask, not the float activation
     assert features.type == "Cast" and features.inputs[0].dtype == tf.bool
+
+
+def test_first_layer_backward_skips_the_input_gradient_in_fit():
+    """Keras' train step records the variables, not the batch: the first layer's backward
+    computes no dX (grad_a=False), a later layer's does; gradients equal the full ones."""
+    keras.utils.set_random_seed(1)
+    model = keras.Sequential([keras.Input((6,)), DLUDense(5, activation="relu"), DLUDense(3)])
+    x = np.random.default_rng(2).standard_normal((8, 6)).astype(np.float32)
+
+    @tf.function
+    def grads(x, watch):
+        with tf.GradientTape() as tape:
+            if watch:
+                tape.watch(x)
+            loss = tf.reduce_sum(model(x, training=True) ** 2)
+        return tape.gradient(loss, model.trainable_variables)
+
+    graph = grads.get_concrete_function(tf.constant(x), False).graph
+    fused = [op for op in graph.get_operations() if op.type == "KerasDluMatmulFused"]
+    assert [op.get_attr("compute_grad_a") for op in fused] == [False, True]
+    for layer in model.layers:  # the same statistics before both calls
+        for state in layer.fixed_point_states.values():
+            state.updates.assign(0)
+    skipped = grads(tf.constant(x), False)
+    for layer in model.layers:
+        for state in layer.fixed_point_states.values():
+            state.updates.assign(0)
+    full = grads(tf.constant(x), True)
+    for got, want in zip(skipped, full):
+        np.testing.assert_array_equal(got.numpy(), want.numpy())

@@ -140,3 +140,22 @@ def test_backward_kernel_rejects_mismatched_digits_and_flags():
         library.keras_dlu_matmul_fused_grad(
             np.ones((2, 5), np.float32), digits[0], np.zeros(5, np.uint8), digits[1],
             np.zeros(7, np.uint8), 0, 0, 0, np.int64(0))
+
+
+def test_without_grad_a_only_the_second_operand_gets_its_gradient():
+    a, b, g = _problem(40, 9, 5, 9)
+    sink = tf.Variable(tf.zeros([3, 64]))
+    a_t, b_t = tf.constant(a), tf.constant(b)
+    with tf.GradientTape() as tape:
+        tape.watch([a_t, b_t])
+        product, _ = dlu_matmul(a_t, b_t, -5, -5, grad_exponent=-4, grad_stats_sink=sink,
+                                keep_digits=True, grad_a=False)
+        loss = tf.reduce_sum(product * g)
+    da, db, dsink = tape.gradient(loss, [a_t, b_t, sink])
+    want = _gradients(a, b, g, -5, -5, -4, True)
+    assert da is None
+    np.testing.assert_array_equal(db.numpy(), want[3])
+    np.testing.assert_array_equal(dsink.numpy()[[0, 2]], want[4][[0, 2]])
+    assert not dsink.numpy()[1].any() and want[4][1].any()
+    with pytest.raises(ValueError, match=r"`grad_a=False` needs keep_digits=True"):
+        dlu_matmul(a, b, 0, 0, grad_a=False)

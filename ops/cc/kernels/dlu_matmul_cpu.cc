@@ -219,10 +219,15 @@ void DluMatmulBackwardCpu(const DluMatmulBackwardArgs& args) {
   QuantizeOperand(args.grad, m, n, false, false, false, m, args.grad_exponent, 8,
                   args.stochastic, args.seed_grad, threads, &g_b, args.stats,
                   {nullptr, g_flags.data()});
-  AsOperandA(g_b, m * n, 7, std::vector<uint8_t>(g_flags.begin(), g_flags.begin() + m), &g_a);
-  KeptOperand(args.b_digits, args.b_flags, k, n, true, false, threads, &w_b);  // op(B) = W^T
-  MultiplyOperands(g_a, w_b, m, k, n, false, true, args.grad_exponent + args.b_exponent, 8,
-                   threads, args.grad_a, args.stats + kHistogramBins);
+  if (args.grad_a != nullptr) {
+    AsOperandA(g_b, m * n, 7, std::vector<uint8_t>(g_flags.begin(), g_flags.begin() + m),
+               &g_a);
+    KeptOperand(args.b_digits, args.b_flags, k, n, true, false, threads, &w_b);  // W^T
+    MultiplyOperands(g_a, w_b, m, k, n, false, true, args.grad_exponent + args.b_exponent, 8,
+                     threads, args.grad_a, args.stats + kHistogramBins);
+  } else {
+    std::memset(args.stats + kHistogramBins, 0, sizeof(int64_t) * kHistogramBins);
+  }
   KeptOperand(reinterpret_cast<const int8_t*>(args.a_digits), args.a_flags, m, k, false, true,
               threads, &x_a);  // op(A) = x^T
   MultiplyOperands(x_a, g_b, k, n, m, true, false, args.a_exponent + args.grad_exponent, 8,

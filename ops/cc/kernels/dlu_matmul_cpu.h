@@ -40,7 +40,7 @@ struct DluMatmulBackwardArgs {
   int a_exponent, b_exponent, grad_exponent;
   bool stochastic;
   uint64_t seed_grad;
-  float* grad_a;   // [M, K]
+  float* grad_a;   // [M, K]; nullptr: not computed (its histogram row is zeros)
   float* grad_b;   // [K, N]
   int64_t* stats;  // [3, 64]: histograms of G, grad_a, grad_b
 };

@@ -58,6 +58,7 @@ class DluMatmulFusedGradCpuOp : public OpKernel {
  public:
   explicit DluMatmulFusedGradCpuOp(OpKernelConstruction* context) : OpKernel(context) {
     OP_REQUIRES_OK(context, ReadRounding(context, &stochastic_));
+    OP_REQUIRES_OK(context, context->GetAttr("compute_grad_a", &grad_a_));
   }
 
   void Compute(OpKernelContext* context) override {
@@ -88,7 +89,8 @@ class DluMatmulFusedGradCpuOp : public OpKernel {
     args.seed_grad = static_cast<uint64_t>(seed.scalar<int64_t>()());
     args.stochastic = stochastic_;
     Tensor *grad_a, *grad_b, *stats;
-    OP_REQUIRES_OK(context, context->allocate_output(0, a.shape(), &grad_a));
+    OP_REQUIRES_OK(context, context->allocate_output(
+                                0, grad_a_ ? a.shape() : TensorShape({0, args.k}), &grad_a));
     OP_REQUIRES_OK(context, context->allocate_output(1, b.shape(), &grad_b));
     OP_REQUIRES_OK(context, context->allocate_output(2, TensorShape({3, kHistogramBins}), &stats));
     args.grad = grad.flat<float>().data();
@@ -96,7 +98,7 @@ class DluMatmulFusedGradCpuOp : public OpKernel {
     args.a_flags = context->input(2).flat<uint8_t>().data();
     args.b_digits = b.flat<int8_t>().data();
     args.b_flags = context->input(4).flat<uint8_t>().data();
-    args.grad_a = grad_a->flat<float>().data();
+    args.grad_a = grad_a_ ? grad_a->flat<float>().data() : nullptr;
     args.grad_b = grad_b->flat<float>().data();
     args.stats = stats->flat<int64_t>().data();
     DluMatmulBackwardCpu(args);
@@ -104,6 +106,7 @@ class DluMatmulFusedGradCpuOp : public OpKernel {
 
  private:
   bool stochastic_ = false;
+  bool grad_a_ = true;
 };
 
 REGISTER_KERNEL_BUILDER(Name("KerasDluMatmulFused").Device(::tensorflow::DEVICE_CPU),

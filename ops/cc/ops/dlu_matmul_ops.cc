@@ -101,7 +101,9 @@ absl::Status FusedGradShape(InferenceContext* c) {
   TF_RETURN_IF_ERROR(Merged(c, c->Dim(a, 1), c->Dim(b, 0), "`a_digits` and `b_digits`"));
   TF_RETURN_IF_ERROR(Merged(c, c->Dim(grad, 1), c->Dim(b, 1),
                             "columns of `grad` and `b_digits`"));
-  c->set_output(0, a);
+  bool grad_a;
+  TF_RETURN_IF_ERROR(c->GetAttr("compute_grad_a", &grad_a));
+  c->set_output(0, grad_a ? a : c->Matrix(0, c->Dim(a, 1)));
   c->set_output(1, b);
   c->set_output(2, c->Matrix(3, keras_dlu::kHistogramBins));
   return absl::OkStatus();
@@ -151,12 +153,14 @@ REGISTER_OP("KerasDluMatmulFused")
     .Output("b_flags: uint8")
     .Attr("rounding: {'nearest', 'stochastic'} = 'nearest'")
     .Attr("Tsink: {float, double} = DT_FLOAT")
+    .Attr("compute_grad_a: bool = true")
     .SetShapeFn(FusedShape)
     .Doc(R"doc(
 KerasDluMatmul at 8 bits without transposes (a [M, K], b [K, N]) that also returns the
 operands' digits for its gradient, KerasDluMatmulFusedGrad: a_digits = q(a) + 128 (uint8),
 b_digits = q(b) (int8), and per operand [rows + cols] flags (1: the row, then the column,
-holds a NaN or an infinity).
+holds a NaN or an infinity). compute_grad_a is not read by the kernel: false tells the
+gradient that `a` needs none (its backward then computes only the gradient of `b`).
 )doc");
 
 REGISTER_OP("KerasDluMatmulFusedGrad")
@@ -173,6 +177,7 @@ REGISTER_OP("KerasDluMatmulFusedGrad")
     .Output("grad_b: float")
     .Output("stats: int64")
     .Attr("rounding: {'nearest', 'stochastic'} = 'nearest'")
+    .Attr("compute_grad_a: bool = true")
     .SetShapeFn(FusedGradShape)
     .Doc(R"doc(
 Both backward products of KerasDluMatmulFused from its kept digits: grad [M, N] is
@@ -180,5 +185,6 @@ quantized once with grad_exponent (stochastic rounding keyed by seed), then
 grad_a = 2**(grad_exponent + b_exponent) Q(grad) Q(b)^T [M, K] and
 grad_b = 2**(a_exponent + grad_exponent) Q(a)^T Q(grad) [K, N], NaN where a row or column
 of the operands holds a non-finite value. stats [3, 64]: the exponent histograms of grad,
-grad_a and grad_b.
+grad_a and grad_b. With compute_grad_a = false, grad_a is not computed ([0, K]; its
+histogram row is zeros): the input of the forward needs no gradient.
 )doc");
