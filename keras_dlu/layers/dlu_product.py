@@ -9,9 +9,9 @@ backward products run through ``keras_dlu.ops.dlu_matmul`` (integer arithmetic):
 * backward (the op's registered gradient): ``dx = Q(dy) @ Q(W)^T`` and
   ``dW = Q(x)^T @ Q(dy)``,
 
-each operand quantized with its own exponent. At 8 bits the forward keeps the digits of
-``Q(x)`` and ``Q(W)`` (one byte per element) for the backward, which quantizes only ``dy``
-(``dlu_matmul(keep_digits=True)``): the saved activation is int8, not float32. The
+each operand quantized with its own exponent. At 8 bits (on the CPU) the forward keeps the
+digits of ``Q(x)`` and ``Q(W)`` (one byte per element) for the backward, which quantizes
+only ``dy`` (``dlu_matmul(keep_digits=True)``): the saved activation is int8, not float32. The
 histograms the op returns (forward
 ``stats``; backward through the ``grad_stats_sink`` contract) feed ``FixedPointPolicy``,
 which sets the exponents of the next step.
@@ -24,6 +24,7 @@ from tensorflow.python.eager import record
 from keras_dlu.fixed_point import resolve_policy
 from keras_dlu.ops import AUTO_GRAD_EXPONENT, dlu_matmul, exponent_histogram
 from keras_dlu.ops.constants import STATS_SHAPE, check_rounding
+from keras_dlu.ops.loader import built_with_cuda
 
 TENSORS = ("inputs", "kernel", "gradients")
 
@@ -95,10 +96,12 @@ class DLUProductMixin:
         grad_exponent = tf.where(gradients.updates > 0,
                                  tf.convert_to_tensor(gradients.exponent),
                                  tf.constant(AUTO_GRAD_EXPONENT, tf.int32))
+        # The kept-digit ops are CPU kernels: where the CUDA kernel can run, re-quantize.
+        keep = self.bits == 8 and not (built_with_cuda() and tf.config.list_logical_devices("GPU"))
         product, stats = dlu_matmul(
             x, kernel, x_exponent, kernel_exponent, **arguments,
             grad_exponent=grad_exponent, grad_stats_sink=self._gradient_statistics(kernel),
-            keep_digits=self.bits == 8, grad_a=self.bits != 8 or _needs_gradient(x))
+            keep_digits=keep, grad_a=not keep or _needs_gradient(x))
         self.policy.update(states["inputs"], stats[0])
         self.policy.update(states["kernel"], stats[1])
         return product
