@@ -1,41 +1,54 @@
 """PROXTONE: proximal stochastic Newton-type gradient descent with L1 sparsity (Fujitsu)."""
 
+import warnings
+
 import keras
 from keras import ops
 
-from keras_dlu.optimizers import _pairs
+from keras_dlu.optimizers import _pairs, _reference_gradient
+from keras_dlu.optimizers._block_steps import BlockSteps
 from keras_dlu.optimizers._gradients import dense_gradient
+from keras_dlu.optimizers._snapshot_steps import SnapshotSteps
 from keras_dlu.optimizers._subspace import subspace_direction
+from keras_dlu.optimizers._vectors import all_finite, as_list, dot, memory_dots
 from keras_dlu.optimizers._validation import (check_int, check_learning_rate,
                                               check_range)
 
 
 @keras.saving.register_keras_serializable(package="keras_dlu")
-class Proxtone(keras.optimizers.Optimizer):
+class Proxtone(SnapshotSteps, BlockSteps, keras.optimizers.Optimizer):
     """Optimizer that implements PROXTONE (Shi and Liu), a proximal Newton-type method.
 
     Minimises `mean training loss + l1 * sum(|w|)` over the variables it updates, for the
     whole parameter vector `x` at once. Each step:
 
-    1. Block statistics: `x`, the gradient `g` and `|g|^2` are summed over the current
-       block of `pair_interval` steps. When a block is full, its means make one curvature
-       pair with the previous block's means (`s = mean x - previous mean x`,
-       `y = mean g - previous mean g`, see `keras_dlu.optimizers._pairs`), kept unless
-       `cos(s, y) <= min_pair_cosine`; the memory holds the last `memory` pairs. The block
-       also gives the step's noise scale `c = |p_mean|^2 / (|p_mean|^2 + noise_scale *
-       variance)` (`p_mean` the block-mean pseudo-gradient): about 1 far from a
-       minimiser, shrinking like the signal-to-noise ratio near one, so mini-batch
-       training converges without a schedule.
-    2. `p` is the minimum-norm subgradient of the objective (`g + l1*sign(x)` where
-       `x != 0`, `g` shrunk by `l1` where `x == 0`).
+    1. Statistics. With `variance_reduction=True` (default) and a model trained by `fit`,
+       a train-step hook installed on first use (`keras_dlu.optimizers._reference_gradient`)
+       also computes the batch's gradient at a snapshot `w_snap` of the weights (refreshed
+       every `snapshot_interval` steps), `h = g_B(w_snap)`. The step then uses the
+       variance-reduced gradient `v = g - h + mean h` (SVRG with the snapshot's full
+       gradient estimated by the running mean of `h` since the snapshot, no extra pass;
+       `keras_dlu.optimizers._variance_reduction`), every `pair_interval`-th step of a
+       cycle offers the same-batch pair `s = x - w_snap`, `y = g - h`, and each cycle
+       gives the next cycle's noise scale `c = |p_mean|^2 / (|p_mean|^2 + noise_scale *
+       var(g - h))` (`p_mean` the pseudo-gradient of the cycle's mean `v`). Without the
+       hook (`variance_reduction=False`, another backend, a custom `train_step`, a
+       wrapping optimizer; the reason is in `variance_reduction_fallback`, with a
+       warning), `v = g` and the pairs and `c` come from block means of `x` and `g` over
+       `pair_interval` steps (`_pairs`, SQN-style).
+       Pairs with `cos(s, y) <= min_pair_cosine` are dropped; the last `memory` are kept.
+    2. `p` is the minimum-norm subgradient of the objective at `v` (`v + l1*sign(x)` where
+       `x != 0`, `v` shrunk by `l1` where `x == 0`).
     3. The quadratic model `p'd + d'Bd/2`, `B` the limited-memory BFGS matrix of the pairs
        (initial matrix `sigma*I`, `sigma = s'y/s's` of the newest pair), is projected onto
        the subspace `span(S, Y, p)` (`2*memory + 1` dimensions, containing `B^{-1}p`
        exactly) and solved there by a small dense eigen-solve whose eigenvalues are
-       floored at `damping * L`, `L = max(initial_curvature, y'y/s'y over the stored
-       pairs)` (the largest curvature seen): no step is longer than `1/damping` times the
-       gradient step `p/L`, nor than `1/damping` times the first steps.
-    4. Mapped back and proximal L1 step: `x = soft(x + c*lr*d + t*(p - g), t*l1)` with
+       floored at `damping * L`, `L = max(initial_curvature, K)`: with same-batch pairs
+       `K` is the largest `y'y/s'y` accepted so far (it never decreases; a cycle's second
+       step gives a one-step pair, which sees the sharp directions), with block pairs the
+       largest over the stored pairs. No step is longer than `1/damping` times the
+       gradient step `p/L`.
+    4. Mapped back and proximal L1 step: `x = soft(x + c*lr*d + t*(p - v), t*l1)` with
        `d = -B^{-1}p` (damped), `t = c*lr/max(sigma, damping*L)`; without pairs this is
        proximal SGD with step `c*lr/initial_curvature`. Coordinates become exactly zero;
        the minimisers of the objective (`p = 0`) are fixed points.
@@ -47,10 +60,11 @@ class Proxtone(keras.optimizers.Optimizer):
     after the N-th are the first-order proximal update `x = soft(x - t*g, t*l1)` with
     `t = c*lr/L`.
 
-    Memory: `2 * memory + 4` parameter-sized vectors (the pairs, the block sums of `x` and
-    `g`, the previous block's means) plus `O(memory**2)` scalars. Cost per step: one
-    pass over the memory for `2*memory` inner products, one for the linear combination,
-    a few vector operations.
+    Memory: `2 * memory + 7` parameter-sized vectors (the pairs; the snapshot and its
+    gradient sums; the block sums and means) plus `O(memory**2)` scalars. Cost per step:
+    with the hook, a second forward and backward pass of the batch; one pass over the
+    memory for `2*memory` inner products, one for the linear combination, a few vector
+    operations.
 
     `requires_all_gradients = True` (class attribute): the update needs every gradient and
     variable together (one subspace over the whole parameter vector), so it cannot be
@@ -63,15 +77,21 @@ class Proxtone(keras.optimizers.Optimizer):
     same authors; R. H. Byrd, S. L. Hansen, J. Nocedal, Y. Singer, "A Stochastic
     Quasi-Newton Method for Large-Scale Optimization", SIAM J. Optim. 2016 (averaged pairs);
     R. H. Byrd, J. Nocedal, R. B. Schnabel, "Representations of quasi-Newton matrices and
-    their use in limited memory methods", Math. Prog. 1994 (compact L-BFGS form).
+    their use in limited memory methods", Math. Prog. 1994 (compact L-BFGS form);
+    R. Johnson, T. Zhang, "Accelerating Stochastic Gradient Descent using Predictive
+    Variance Reduction", NIPS 2013 (SVRG); N. N. Schraudolph, J. Yu, S. Guenter, "A
+    Stochastic Quasi-Newton Method for Online Convex Optimization", AISTATS 2007
+    (same-batch pairs).
 
     Args:
         learning_rate: positive step multiplier (a float, schedule or callable); `1.0`
             takes the full (damped) quasi-Newton step. Defaults to `1.0`.
         l1: non-negative L1 coefficient. Defaults to `0.0`.
         memory: number of curvature pairs kept (>= 1). Defaults to `5`.
-        pair_interval: steps per block of the averaged pairs (>= 1; 1 is the classic
-            pair of consecutive steps, right for full-batch training). Defaults to `10`.
+        pair_interval: steps between pairs (>= 1): with the hook, a pair every
+            `pair_interval` steps of a snapshot cycle; without, the steps per block of the
+            averaged pairs (1 is the classic pair of consecutive steps, right for
+            full-batch training). Defaults to `10`.
         damping: in (0, 1]; eigenvalue floor of the model in units of `L`, so steps are
             at most `1/damping` safe gradient steps; `1.0` is proximal SGD with step
             `1/L`. `0.1` converges faster on convex problems but diverges on the MNIST
@@ -80,11 +100,15 @@ class Proxtone(keras.optimizers.Optimizer):
             Defaults to `0.1`.
         initial_curvature: `sigma` before the first pair and the least `L` (the first
             steps are proximal SGD with step `learning_rate / initial_curvature`; no step
-            is longer than `1/damping` times that). Defaults to `10.0`.
+            is longer than `1/damping` times that). Defaults to `10.0` (3.0 halves the
+            convex gap with the hook but can diverge on a small tanh regression).
         noise_scale: >= 0, weight of the gradient variance in the step scale `c`; `0`
             disables the scaling. Defaults to `0.3`.
         first_order_after: `None`, or the number of steps after which to switch to the
             first-order proximal update (PROXTONE+). Defaults to `None`.
+        variance_reduction: `True` or `False`: use the reference-gradient hook (step 1)
+            where it can be installed. Defaults to `True`.
+        snapshot_interval: steps between snapshot refreshes (>= 1). Defaults to `50`.
         weight_decay, clipnorm, clipvalue, global_clipnorm, use_ema, ema_momentum,
         ema_overwrite_frequency, loss_scale_factor, gradient_accumulation_steps, name:
             the standard arguments of `keras.optimizers.Optimizer`.
@@ -103,6 +127,8 @@ class Proxtone(keras.optimizers.Optimizer):
         initial_curvature=10.0,
         noise_scale=0.3,
         first_order_after=None,
+        variance_reduction=True,
+        snapshot_interval=50,
         weight_decay=None,
         clipnorm=None,
         clipvalue=None,
@@ -126,6 +152,10 @@ class Proxtone(keras.optimizers.Optimizer):
         check_range("noise_scale", noise_scale, 0.0, None, "a non-negative float")
         check_int("first_order_after", first_order_after, 0, "None or an integer >= 0",
                   allow_none=True)
+        if not isinstance(variance_reduction, bool):
+            raise ValueError(f"`variance_reduction` must be True or False; got "
+                             f"{variance_reduction!r}.")
+        check_int("snapshot_interval", snapshot_interval, 1, "an integer >= 1")
         super().__init__(
             learning_rate=learning_rate,
             name=name,
@@ -148,6 +178,10 @@ class Proxtone(keras.optimizers.Optimizer):
         self.initial_curvature = float(initial_curvature)
         self.noise_scale = float(noise_scale)
         self.first_order_after = first_order_after
+        self.variance_reduction = variance_reduction
+        self.snapshot_interval = int(snapshot_interval)
+        self.variance_reduction_fallback = None  # why the hook is not used, set by build
+        self._references = None  # this trace's g_B(w_snap), set by the hook's train step
 
     def build(self, var_list):
         """Creates the pair memory, the block sums, the previous block means, small state."""
@@ -159,6 +193,7 @@ class Proxtone(keras.optimizers.Optimizer):
                              f"one replica (got {strategy.num_replicas_in_sync}); use one "
                              "replica or keras_dlu.distributed for data parallelism.")
         super().build(var_list)
+        self._hooked = self.variance_reduction and self._attach_hook()
         m = self.memory
         self._memory = []  # per variable: rows 0..m-1 are the s vectors, m..2m-1 the y vectors
         for variable in var_list:
@@ -167,9 +202,11 @@ class Proxtone(keras.optimizers.Optimizer):
                                                   dtype=variable.dtype,
                                                   name=f"{prefix}_pair_memory"))
         (self._value_sums, self._gradient_sums, self._previous_values,
-         self._previous_gradients) = self.add_optimizer_variables(
+         self._previous_gradients, self._snapshots, self._reference_sums,
+         self._difference_sums) = self.add_optimizer_variables(
             var_list, ["block_value_sum", "block_gradient_sum", "previous_block_value",
-                       "previous_block_gradient"])
+                       "previous_block_gradient", "snapshot", "snapshot_gradient_sum",
+                       "snapshot_difference_sum"])
 
         def scalar(name, value=0.0, shape=()):
             return self.add_variable(shape, keras.initializers.Constant(value),
@@ -184,6 +221,20 @@ class Proxtone(keras.optimizers.Optimizer):
         self._has_previous = scalar("has_previous_block")
         self._curvature = scalar("curvature", self.initial_curvature)
         self._step_scale = scalar("step_scale", 1.0)
+        self._reference_count = scalar("snapshot_gradient_count")
+        self._snapshot_valid = scalar("snapshot_valid")
+        self._curvature_bound = scalar("curvature_bound")
+        self._difference_square_sum = scalar("snapshot_difference_square_sum")
+
+    def _attach_hook(self):
+        """Installs the reference-gradient train step; False (and why) if it cannot."""
+        reason = _reference_gradient.attach(self)
+        self.variance_reduction_fallback = reason
+        if reason is not None and not reason.startswith("no model"):
+            warnings.warn(f"Proxtone(variance_reduction=True): {reason}; it uses "
+                          "block-averaged curvature pairs without variance reduction.",
+                          stacklevel=3)
+        return reason is None
 
     def update_step(self, gradient, variable, learning_rate):
         raise NotImplementedError("Proxtone updates all variables together "
@@ -193,30 +244,46 @@ class Proxtone(keras.optimizers.Optimizer):
         """One step, branch-free: no variable is assigned inside a branch (JAX cannot trace
         that), every state variable is assigned once from the values selected for it."""
         gradients = self._dense_gradients(grads, trainable_variables)
-        finite = _all_finite(gradients)
+        references = self._take_references(trainable_variables)
+        finite = all_finite(gradients + (references or []))
         gradients = [ops.where(finite, g, 0.0) for g in gradients]  # a skipped step adds 0
         lr = ops.cast(learning_rate, "float32")
         values = self._values()
-        state = self._accumulate_block(self._read_state(), values, gradients, finite)
-        closing = ops.logical_and(finite, ops.greater_equal(state["block_count"],
-                                                            float(self.pair_interval)))
-        state = ops.cond(closing, lambda: self._close_block(state, values), lambda: state)
+        state = self._read_state()
+        if self._hooked:
+            state, direction = self._snapshot_statistics(state, values, gradients,
+                                                         references, finite)
+        else:
+            state, direction = self._block_statistics(state, values, gradients, finite), gradients
+        written = self._written(values, self._move(state, values, direction, lr), finite)
+        if self._hooked:
+            state = self._refresh_snapshot(state, written)
         for name, variables in self._state_variables().items():
-            for variable, value in zip(_as_list(variables), _as_list(state[name])):
+            for variable, value in zip(as_list(variables), as_list(state[name])):
                 self.assign(variable, value)
-        self._write(values, self._move(state, values, gradients, lr), finite)
+        for variable, value in zip(self._trainable_variables, written):
+            self.assign(variable, ops.cast(value, variable.dtype))
 
     # -- the named pieces of a step (tensors in, tensors out) ------------------------------
 
     def _state_variables(self):
-        return {"value_sums": self._value_sums, "gradient_sums": self._gradient_sums,
-                "previous_values": self._previous_values,
-                "previous_gradients": self._previous_gradients, "memory": self._memory,
-                "gram": self._gram, "stamps": self._stamps,
-                "pair_curvatures": self._pair_curvatures, "pairs_seen": self._pairs_seen,
-                "block_count": self._block_count, "block_square_sum": self._block_square_sum,
-                "has_previous": self._has_previous, "curvature": self._curvature,
-                "step_scale": self._step_scale}
+        """The state one step reads and assigns (the pairs, and the statistics of the
+        mode in use: snapshot or blocks)."""
+        common = {"memory": self._memory, "gram": self._gram, "stamps": self._stamps,
+                  "pair_curvatures": self._pair_curvatures, "pairs_seen": self._pairs_seen,
+                  "curvature": self._curvature, "step_scale": self._step_scale}
+        if self._hooked:
+            return dict(common, curvature_bound=self._curvature_bound,
+                        difference_sums=self._difference_sums,
+                        difference_square_sum=self._difference_square_sum,
+                        snapshots=self._snapshots, reference_sums=self._reference_sums,
+                        reference_count=self._reference_count,
+                        snapshot_valid=self._snapshot_valid)
+        return dict(common, value_sums=self._value_sums, gradient_sums=self._gradient_sums,
+                    previous_values=self._previous_values,
+                    previous_gradients=self._previous_gradients,
+                    block_count=self._block_count, block_square_sum=self._block_square_sum,
+                    has_previous=self._has_previous)
 
     def _read_state(self):
         """The current value of every state variable, as tensors (lists stay lists)."""
@@ -236,47 +303,13 @@ class Proxtone(keras.optimizers.Optimizer):
     def _values(self):
         return [ops.cast(v, "float32") for v in self._trainable_variables]
 
-    def _accumulate_block(self, state, values, gradients, finite):
-        """The block sums with this step added (a skipped step adds nothing)."""
-        weight = ops.cast(finite, "float32")
-        sums = {}
-        for name, new in (("value_sums", values), ("gradient_sums", gradients)):
-            sums[name] = [total + ops.cast(weight * vector, total.dtype)
-                          for total, vector in zip(state[name], new)]
-        return dict(state, **sums,
-                    block_square_sum=state["block_square_sum"] + weight * _dot(gradients,
-                                                                              gradients),
-                    block_count=state["block_count"] + weight)
-
-    def _close_block(self, state, values):
-        """Block means -> a curvature pair with the previous block, and the noise scale."""
-        count = state["block_count"]
-        means_x = [ops.cast(t, "float32") / count for t in state["value_sums"]]
-        means_g = [ops.cast(t, "float32") / count for t in state["gradient_sums"]]
-        s = [a - ops.cast(b, "float32") for a, b in zip(means_x, state["previous_values"])]
-        y = [a - ops.cast(b, "float32") for a, b in zip(means_g, state["previous_gradients"])]
-        state = self._add_pair(state, s, y)
-        variance = state["block_square_sum"] / count - _dot(means_g, means_g)
-        pseudo = self._pseudo_gradient(values, means_g)
-        step_scale = _pairs.noise_step_scale(_dot(pseudo, pseudo), variance, self.noise_scale)
-        return dict(
-            state, step_scale=ops.cast(step_scale, "float32"),
-            previous_values=[ops.cast(v, t.dtype) for v, t in zip(means_x, state["value_sums"])],
-            previous_gradients=[ops.cast(v, t.dtype)
-                                for v, t in zip(means_g, state["gradient_sums"])],
-            value_sums=[ops.zeros_like(t) for t in state["value_sums"]],
-            gradient_sums=[ops.zeros_like(t) for t in state["gradient_sums"]],
-            block_square_sum=ops.zeros_like(state["block_square_sum"]),
-            block_count=ops.zeros_like(count), has_previous=ops.ones_like(count))
-
-    def _add_pair(self, state, s, y):
+    def _add_pair(self, state, s, y, has_previous):
         """The memory, Gram matrix and pair bookkeeping after offering the pair ``(s, y)``."""
-        ss, sy, yy = _dot(s, s), _dot(s, y), _dot(y, y)
-        dots = _memory_dots(state["memory"], [s, y], self.memory)
+        ss, sy, yy = dot(s, s), dot(s, y), dot(y, y)
+        dots = memory_dots(state["memory"], [s, y], self.memory)
         finite = ops.logical_and(ops.all(ops.isfinite(ops.stack([ss, sy, yy]))),
                                  ops.all(ops.isfinite(dots)))
-        accept = _pairs.accept_pair(ops.greater(state["has_previous"], 0.0), ss, sy, yy,
-                                    self.min_pair_cosine, finite)
+        accept = _pairs.accept_pair(has_previous, ss, sy, yy, self.min_pair_cosine, finite)
         slot = ops.cast(ops.argmin(state["stamps"]), "int32")
         chosen = ops.logical_and(ops.equal(ops.arange(self.memory), slot), accept)
         return dict(
@@ -289,7 +322,10 @@ class Proxtone(keras.optimizers.Optimizer):
                                       state["pair_curvatures"]),
             curvature=ops.where(accept, ops.clip(sy / ops.maximum(ss, 1e-30), 1e-6, 1e6),
                                 state["curvature"]),
-            pairs_seen=state["pairs_seen"] + ops.cast(accept, "float32"))
+            pairs_seen=state["pairs_seen"] + ops.cast(accept, "float32"),
+            **({"curvature_bound": ops.where(accept, ops.maximum(
+                state["curvature_bound"], yy / ops.maximum(sy, 1e-30)),
+                state["curvature_bound"])} if self._hooked else {}))
 
     def _store_pair(self, memory, slot, s, y, accept):
         """``memory`` with rows ``slot`` and ``slot + m`` set to ``s`` and ``y`` if accepted."""
@@ -301,6 +337,10 @@ class Proxtone(keras.optimizers.Optimizer):
         return ops.where(accept, stored, memory)
 
     def _largest_curvature(self, state):
+        """``L``: with same-batch pairs, the largest ``y'y/s'y`` ever accepted; with block
+        pairs, the largest of the stored pairs; floored at ``initial_curvature``."""
+        if self._hooked:
+            return ops.maximum(state["curvature_bound"], self.initial_curvature)
         return _pairs.largest_curvature(state["pair_curvatures"], state["stamps"],
                                         self.initial_curvature)
 
@@ -316,11 +356,10 @@ class Proxtone(keras.optimizers.Optimizer):
             return value
         return ops.sign(value) * ops.maximum(ops.abs(value) - threshold, 0.0)
 
-    def _write(self, values, new_values, finite):
-        """Assigns the new weights unless the step was skipped or any of them is non-finite."""
-        keep = ops.logical_and(finite, _all_finite(new_values))
-        for variable, old, new in zip(self._trainable_variables, values, new_values):
-            self.assign(variable, ops.cast(ops.where(keep, new, old), variable.dtype))
+    def _written(self, values, new_values, finite):
+        """The new weights, or the old ones if the step was skipped or any is non-finite."""
+        keep = ops.logical_and(finite, all_finite(new_values))
+        return [ops.where(keep, new, old) for old, new in zip(values, new_values)]
 
     def _move(self, state, values, gradients, lr):
         if self.first_order_after is None:
@@ -338,10 +377,10 @@ class Proxtone(keras.optimizers.Optimizer):
         """The damped subspace quasi-Newton step, mapped back, then the proximal L1 step."""
         m = self.memory
         pseudo = self._pseudo_gradient(values, gradients)
-        dots = _memory_dots(state["memory"], [pseudo], m)[:, 0]
+        dots = memory_dots(state["memory"], [pseudo], m)[:, 0]
         floor = self.damping * self._largest_curvature(state)
         a_s, a_y, a_p = subspace_direction(state["gram"], dots[:m], dots[m:],
-                                           _dot(pseudo, pseudo), state["stamps"],
+                                           dot(pseudo, pseudo), state["stamps"],
                                            state["curvature"], floor)
         coefficients = ops.cast(ops.concatenate([a_s, a_y]), "float32")[None, :]
         a_p = ops.cast(a_p, "float32")
@@ -365,29 +404,8 @@ class Proxtone(keras.optimizers.Optimizer):
             "initial_curvature": self.initial_curvature,
             "noise_scale": self.noise_scale,
             "first_order_after": self.first_order_after,
+            "variance_reduction": self.variance_reduction,
+            "snapshot_interval": self.snapshot_interval,
         })
         return config
 
-
-def _dot(a, b):
-    """Inner product of two lists of tensors, as one float32 scalar."""
-    return sum(ops.sum(x * y) for x, y in zip(a, b))
-
-
-def _all_finite(tensors):
-    return ops.all(ops.stack([ops.all(ops.isfinite(t)) for t in tensors]))
-
-
-def _as_list(value):
-    return value if isinstance(value, list) else [value]
-
-
-def _memory_dots(memory, vectors, m):
-    """``[2m, k]`` inner products of the stored ``[S; Y]`` rows with k vector lists."""
-    total = None
-    for index, memory_value in enumerate(memory):
-        columns = ops.stack([ops.reshape(v[index], (-1,)) for v in vectors], axis=1)
-        flat = ops.reshape(ops.cast(memory_value, "float32"), (2 * m, -1))
-        part = ops.matmul(flat, columns)
-        total = part if total is None else total + part
-    return total

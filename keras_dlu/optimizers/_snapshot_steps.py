@@ -1,0 +1,88 @@
+"""Proxtone's steps with a reference gradient: variance reduction and same-batch pairs.
+
+The methods of :class:`SnapshotSteps` are the part of a Proxtone step used when the
+train-step hook (``keras_dlu.optimizers._reference_gradient``) supplies ``g_B(w_snap)``;
+the formulas are in ``keras_dlu.optimizers._variance_reduction``. They work on the state
+dictionary of ``Proxtone._read_state`` (tensors in, tensors out, no assignment).
+"""
+
+from keras import ops
+
+from keras_dlu.optimizers import _pairs
+from keras_dlu.optimizers import _variance_reduction as vr
+from keras_dlu.optimizers._vectors import dot
+
+
+class SnapshotSteps:
+    """Mixin of ``Proxtone``: the hook's interface and the snapshot statistics."""
+
+    def reference_point(self, model_variables):
+        """The snapshot weights in the order of ``model_variables`` (the current weights
+        until the first snapshot is taken)."""
+        valid = ops.greater(self._snapshot_valid, 0.0)
+        return [ops.where(valid, ops.cast(self._snapshots[self._get_variable_index(v)],
+                                          v.dtype), v.value) for v in model_variables]
+
+    def set_reference_gradients(self, gradients):
+        """Hands over ``g_B(w_snap)`` (model-variable order) for the step being traced."""
+        self._references = gradients
+
+
+    def _take_references(self, trainable_variables):
+        """This trace's ``g_B(w_snap)`` in the order of ``self._trainable_variables``, or
+        None (not hooked, or the first call's stock trace)."""
+        references, self._references = self._references, None
+        if references is None or not self._hooked:
+            return None
+        return self._dense_gradients(references, trainable_variables)
+
+    def _snapshot_statistics(self, state, values, gradients, references, finite):
+        """The variance-reduced direction and the snapshot's running gradient mean; every
+        ``pair_interval``-th step of a cycle, the same-batch pair ``(w - w_snap, g - h)``.
+        Without a reference gradient it is the batch gradient (see _reference_gradient)."""
+        if references is None:
+            return state, gradients
+        references = [ops.where(finite, h, 0.0) for h in references]
+        valid = ops.greater(state["snapshot_valid"], 0.0)
+        snapshot = [ops.where(valid, w, x) for w, x in zip(state["snapshots"], values)]
+        sums, count = vr.accumulate(state["reference_sums"], references,
+                                    state["reference_count"], ops.cast(finite, "float32"))
+        s, y = vr.curvature_pair(values, gradients, snapshot, references)
+        weight = ops.cast(finite, "float32")
+        state = dict(state, reference_sums=sums, reference_count=count,
+                     difference_sums=[t + weight * d for t, d in zip(state["difference_sums"], y)],
+                     difference_square_sum=state["difference_square_sum"] + weight * dot(y, y))
+        # Every pair_interval-th step of a cycle, and its second step, whose s is one step
+        # long: that pair sees the sharp directions the steps move along, so L bounds them.
+        offer = ops.logical_and(finite, ops.logical_or(
+            ops.equal(ops.mod(count, float(self.pair_interval)), 0.0), ops.equal(count, 2.0)))
+        state = ops.cond(offer, lambda: self._add_pair(state, s, y, True), lambda: state)
+        return state, vr.direction(gradients, references, sums, count)
+
+    def _refresh_snapshot(self, state, written):
+        """A new snapshot (the weights just written) after ``snapshot_interval`` steps."""
+        count = state["reference_count"]
+        full = ops.greater_equal(count, float(self.snapshot_interval))
+        refresh = ops.logical_or(full, ops.equal(state["snapshot_valid"], 0.0))
+        step_scale = ops.where(full, self._cycle_noise_scale(state), state["step_scale"])
+        return dict(
+            state, snapshots=[ops.where(refresh, x, w)
+                              for x, w in zip(written, state["snapshots"])],
+            reference_sums=[ops.where(refresh, 0.0, t) for t in state["reference_sums"]],
+            difference_sums=[ops.where(refresh, 0.0, t) for t in state["difference_sums"]],
+            difference_square_sum=ops.where(refresh, 0.0, state["difference_square_sum"]),
+            reference_count=ops.where(refresh, 0.0, count), step_scale=step_scale,
+            snapshot_valid=ops.ones_like(state["snapshot_valid"]))
+
+    def _cycle_noise_scale(self, state):
+        """The step scale ``c`` of the next cycle from this one: the signal is the cycle's
+        mean direction ``mean(g - h) + mean h``, the noise the variance of ``g - h``."""
+        inverse = 1.0 / ops.maximum(state["reference_count"], 1.0)
+        mean_difference = [inverse * t for t in state["difference_sums"]]
+        variance = (inverse * state["difference_square_sum"]
+                    - dot(mean_difference, mean_difference))
+        mean_direction = [d + inverse * t
+                          for d, t in zip(mean_difference, state["reference_sums"])]
+        pseudo = self._pseudo_gradient(self._values(), mean_direction)
+        return ops.cast(_pairs.noise_step_scale(dot(pseudo, pseudo), variance,
+                                                self.noise_scale), "float32")
