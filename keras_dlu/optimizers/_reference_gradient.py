@@ -29,6 +29,8 @@ import keras
 # How many calling frames are searched for the model: build runs a few frames below
 # TensorFlowTrainer.train_step (first trace) or Trainer.compile_from_config (load_model).
 _MAX_FRAMES = 40
+# The reason when the optimizer is applied directly (no warning: nothing else was asked for).
+NO_MODEL = "no model is training with this optimizer (apply was called directly)"
 
 
 def _training_model(optimizer):
@@ -56,7 +58,7 @@ def _training_model(optimizer):
 
 def _fallback_reason(model, wrapped, optimizer):
     if model is None:
-        return "no model is training with this optimizer (apply was called directly)"
+        return NO_MODEL
     if wrapped:
         return (f"the model's optimizer {type(model.optimizer).__name__} wraps Proxtone, and "
                 "its reference gradients would not be averaged like the gradients")

@@ -6,15 +6,27 @@ the formulas are in ``keras_dlu.optimizers._variance_reduction``. They work on t
 dictionary of ``Proxtone._read_state`` (tensors in, tensors out, no assignment).
 """
 
+import warnings
+
 from keras import ops
 
-from keras_dlu.optimizers import _pairs
+from keras_dlu.optimizers import _pairs, _reference_gradient
 from keras_dlu.optimizers import _variance_reduction as vr
 from keras_dlu.optimizers._vectors import dot
 
 
 class SnapshotSteps:
     """Mixin of ``Proxtone``: the hook's interface and the snapshot statistics."""
+
+    def _attach_hook(self):
+        """Installs the reference-gradient train step; False (and why) if it cannot."""
+        reason = _reference_gradient.attach(self)
+        self.variance_reduction_fallback = reason
+        if reason not in (None, _reference_gradient.NO_MODEL):
+            warnings.warn(f"Proxtone(variance_reduction=True): {reason}; it uses "
+                          "block-averaged curvature pairs without variance reduction.",
+                          stacklevel=3)
+        return reason is None
 
     def reference_point(self, model_variables):
         """The snapshot weights in the order of ``model_variables`` (the current weights
@@ -43,10 +55,10 @@ class SnapshotSteps:
         if references is None:
             return state, gradients
         references = [ops.where(finite, h, 0.0) for h in references]
-        valid = ops.greater(state["snapshot_valid"], 0.0)
-        snapshot = [ops.where(valid, w, x) for w, x in zip(state["snapshots"], values)]
         sums, count = vr.accumulate(state["reference_sums"], references,
                                     state["reference_count"], ops.cast(finite, "float32"))
+        valid = ops.greater(state["snapshot_valid"], 0.0)
+        snapshot = [ops.where(valid, w, x) for w, x in zip(state["snapshots"], values)]
         s, y = vr.curvature_pair(values, gradients, snapshot, references)
         weight = ops.cast(finite, "float32")
         state = dict(state, reference_sums=sums, reference_count=count,

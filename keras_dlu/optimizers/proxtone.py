@@ -1,11 +1,9 @@
 """PROXTONE: proximal stochastic Newton-type gradient descent with L1 sparsity (Fujitsu)."""
 
-import warnings
-
 import keras
 from keras import ops
 
-from keras_dlu.optimizers import _pairs, _reference_gradient
+from keras_dlu.optimizers import _pairs
 from keras_dlu.optimizers._block_steps import BlockSteps
 from keras_dlu.optimizers._gradients import dense_gradient
 from keras_dlu.optimizers._snapshot_steps import SnapshotSteps
@@ -225,16 +223,6 @@ class Proxtone(SnapshotSteps, BlockSteps, keras.optimizers.Optimizer):
         self._snapshot_valid = scalar("snapshot_valid")
         self._curvature_bound = scalar("curvature_bound")
         self._difference_square_sum = scalar("snapshot_difference_square_sum")
-
-    def _attach_hook(self):
-        """Installs the reference-gradient train step; False (and why) if it cannot."""
-        reason = _reference_gradient.attach(self)
-        self.variance_reduction_fallback = reason
-        if reason is not None and not reason.startswith("no model"):
-            warnings.warn(f"Proxtone(variance_reduction=True): {reason}; it uses "
-                          "block-averaged curvature pairs without variance reduction.",
-                          stacklevel=3)
-        return reason is None
 
     def update_step(self, gradient, variable, learning_rate):
         raise NotImplementedError("Proxtone updates all variables together "
