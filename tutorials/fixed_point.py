@@ -28,11 +28,11 @@ from keras_dlu.utils import mnist_lenet as lenet  # noqa: E402
 from keras_dlu.utils import reports_dir  # noqa: E402
 
 # Training-step time of quantize_model(bits=8) on the MLP 784-2048-2048-10 at batch 256
-# (SGD, train_on_batch), from `python benchmarks/fixed_point.py --part throughput step
-# memory` and `--part step` (targets list, 2026-12-02 03:55 and 04:00, 2 shared cores, the
-# layers keeping int8 operands for the backward): 121 ms vs float32 155 ms vs
-# mixed_bfloat16 212 ms, and 154 / 224 / 379 ms; the range over the two runs (README).
-STEP_TIME_VS_PEERS = "MLP-2048 step 0.69-0.78x float32, 0.41-0.57x mixed_bfloat16"
+# (SGD, train_on_batch), from `python benchmarks/fixed_point.py` (targets list, full run of
+# 2026-12-02 04:13, 2 shared cores, the layers keeping int8 operands for the backward):
+# 155 ms vs float32 175 ms vs mixed_bfloat16 310 ms, and two runs of the same code at 03:55
+# and 04:00; the range over the three runs (README, fixed-point section).
+STEP_TIME_VS_PEERS = "MLP-2048 step 0.69-0.89x float32, 0.41-0.57x mixed_bfloat16"
 
 
 def train(model, data, epochs, callbacks=(), verbose=0):
