@@ -5,12 +5,12 @@ Run: python tutorials/optimizers.py [--quick]. Trains the 784-256-128-64-10 MLP 
 accuracy, wall-clock seconds and the share of trainable weights that are exactly zero.
 `--quick` uses 1,500 training samples and 2 epochs (~20 s); the full run 4,000 and 3.
 
-Measured by `python benchmarks/optimizers.py` (2026-12-02, 4,000 samples, 10 epochs, 3
-seeds, 2 shared cores at load 10-13): Proxtone with its defaults reaches 0.898 test accuracy
-(Adam 0.934) and 97% of Adam's accuracy in 1 seed of 3 (32.9 s; Adam 3.8 s, 8.7x), at
-2.4-4.6x Adam's step time (load-distorted; 1.92x on 2026-12-01); Proxtone(l1=2e-3) 0.882
-with 84% exact zeros (tfmot prune_low_magnitude at that sparsity: 0.922). What bounds its
-steps: `python benchmarks/optimizers.py --diagnose` (README, Proxtone section).
+Measured by `python benchmarks/optimizers.py` (2026-12-02 04:09, 4,000 samples, 10 epochs,
+3 seeds, 2 shared cores at load 5 to 1): Proxtone with its defaults (the variance-reduced
+step: a train-step hook adds the batch's gradient at a snapshot) reaches 0.910 test accuracy
+(Adam 0.934) and 97% of Adam's accuracy in 3 seeds of 3 (18.7 s; Adam 3.3 s, 5.7x), at
+2.50x Adam's step time; Proxtone(l1=2e-3) 0.878 with 89% exact zeros (tfmot
+prune_low_magnitude at that sparsity: 0.914). What limits it: README, Proxtone section.
 """
 
 import argparse
@@ -29,8 +29,8 @@ from keras_dlu.optimizers import Proxtone  # noqa: E402
 
 L1 = 2e-3  # the L1 coefficient of "proxtone_l1" in benchmarks/optimizers.py (figures in README)
 # Time to 97% of Adam's final test accuracy, Proxtone defaults vs Adam, from
-# `python benchmarks/optimizers.py` (targets list; 2026-12-02): reached in 1 seed of 3.
-TIME_TO_ACCURACY_VS_ADAM = "8.7x Adam's, 1 seed of 3"
+# `python benchmarks/optimizers.py` (targets list; 2026-12-02 04:09): reached in 3 seeds of 3.
+TIME_TO_ACCURACY_VS_ADAM = "5.7x Adam's, 3 seeds of 3"
 
 
 def mlp():
