@@ -31,6 +31,8 @@ import keras
 _MAX_FRAMES = 40
 # The reason when the optimizer is applied directly (no warning: nothing else was asked for).
 NO_MODEL = "no model is training with this optimizer (apply was called directly)"
+# Keras' gradient-clipping arguments: ``apply`` clips the batch gradient only.
+_CLIPPING = ("clipnorm", "clipvalue", "global_clipnorm")
 
 
 def _training_model(optimizer):
@@ -71,6 +73,10 @@ def _fallback_reason(model, wrapped, optimizer):
         return f"{type(model).__name__} has its own train_step"
     if optimizer.gradient_accumulation_steps:
         return "gradient_accumulation_steps is set (one reference gradient per applied step)"
+    clipping = [name for name in _CLIPPING if getattr(optimizer, name, None) is not None]
+    if clipping:
+        return (f"{clipping[0]} is set: Keras clips the batch gradient but not the reference "
+                "gradient, and their difference would be biased")
     return None
 
 

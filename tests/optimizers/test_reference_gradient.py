@@ -78,6 +78,16 @@ def test_a_model_with_its_own_train_step_keeps_it_and_says_so():
     assert "train_step" not in vars(model)
 
 
+@pytest.mark.parametrize("clipping", ["clipnorm", "clipvalue", "global_clipnorm"])
+def test_gradient_clipping_falls_back_to_block_pairs_and_says_so(clipping):
+    x, y = digits()
+    model = softmax_regression(Proxtone(**{clipping: 1.0}))
+    with pytest.warns(UserWarning, match=f"{clipping} is set"):
+        model.fit(x[:64], y[:64], batch_size=32, epochs=1, verbose=0)
+    assert clipping in model.optimizer.variance_reduction_fallback
+    assert "train_step" not in vars(model)
+
+
 def test_variance_reduction_off_installs_nothing():
     x, y = digits()
     model = softmax_regression(Proxtone(variance_reduction=False))
