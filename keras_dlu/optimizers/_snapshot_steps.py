@@ -39,7 +39,6 @@ class SnapshotSteps:
         """Hands over ``g_B(w_snap)`` (model-variable order) for the step being traced."""
         self._references = gradients
 
-
     def _take_references(self, trainable_variables):
         """This trace's ``g_B(w_snap)`` in the order of ``self._trainable_variables``, or
         None (not hooked, or the first call's stock trace)."""
