@@ -47,7 +47,7 @@ import tensorflow as tf
 
 from keras_dlu.ops.gemm_info import warn_if_portable
 from keras_dlu.ops.histogram import check_float
-from keras_dlu.ops.loader import load_library
+from keras_dlu.ops.loader import load_library, string_attr
 from keras_dlu.ops.constants import (MATMUL_BITS, MAX_EXPONENT, STATS_SHAPE, check_bits,
                                      check_rounding)
 from keras_dlu.ops.quantize import exponent_tensor, seed_tensor
@@ -190,11 +190,6 @@ def auto_exponent(x, bits):
     return tf.clip_by_value(exponent, -MAX_EXPONENT, MAX_EXPONENT)
 
 
-def _rounding(op):
-    rounding = op.get_attr("rounding")
-    return rounding.decode() if isinstance(rounding, bytes) else rounding
-
-
 def _grad_exponent(grad_exponent, grad, bits):
     """The exponent of the incoming gradient: the layer's, or chosen from ``max|G|`` (a
     cond: the pass over ``G`` runs only then)."""
@@ -213,7 +208,7 @@ def _dlu_matmul_grad(op, grad, grad_stats):
     del grad_stats
     a, b, ea, eb, seeds, grad_exponent, sink = op.inputs
     bits = op.get_attr("bits")
-    rounding = _rounding(op)
+    rounding = string_attr(op, "rounding")
     ta, tb = op.get_attr("transpose_a"), op.get_attr("transpose_b")
     eg = _grad_exponent(grad_exponent, grad, bits)
     seed_a, seed_b = seeds[0], seeds[1]
@@ -247,6 +242,6 @@ def _dlu_matmul_fused_grad(op, grad, *unused_grads):
     grad_a = op.get_attr("compute_grad_a")
     da, db, stats = load_library().keras_dlu_matmul_fused_grad(
         grad, a_digits, a_flags, b_digits, b_flags, ea, eb,
-        _grad_exponent(grad_exponent, grad, 8), _grad_seed(seeds[0]), rounding=_rounding(op),
-        compute_grad_a=grad_a)
+        _grad_exponent(grad_exponent, grad, 8), _grad_seed(seeds[0]),
+        rounding=string_attr(op, "rounding"), compute_grad_a=grad_a)
     return [da if grad_a else None, db, None, None, None, None, tf.cast(stats, sink.dtype)]

@@ -12,7 +12,7 @@ single C++ passes, in place of ``extract_patches`` and its gather/scatter gradie
 import tensorflow as tf
 
 from keras_dlu.ops.histogram import check_float
-from keras_dlu.ops.loader import load_library
+from keras_dlu.ops.loader import load_library, string_attr
 
 PADDINGS = ("SAME", "VALID")
 """Padding modes, as ``tf.nn.conv2d`` (case-insensitive)."""
@@ -70,9 +70,8 @@ def col2im(patches, image_shape, kernel_size, strides=1, dilations=1, padding="V
 
 
 def _attrs(op):
-    padding = op.get_attr("padding")
     return {key: op.get_attr(key) for key in ("kernel_size", "strides", "dilations")} | {
-        "padding": padding.decode() if isinstance(padding, bytes) else padding}
+        "padding": string_attr(op, "padding")}
 
 
 @tf.RegisterGradient("KerasDluIm2col")

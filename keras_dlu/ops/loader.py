@@ -48,3 +48,9 @@ def load_library():
 def built_with_cuda():
     """Whether the library holds CUDA kernels."""
     return bool((build_info() or {}).get("cuda", False))
+
+
+def string_attr(op, name):
+    """The string attribute ``name`` of ``op`` as ``str`` (graph ops give bytes, eager str)."""
+    value = op.get_attr(name)
+    return value.decode() if isinstance(value, bytes) else value
