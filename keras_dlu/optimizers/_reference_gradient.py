@@ -52,7 +52,7 @@ def _training_model(optimizer):
             compiled = getattr(candidate, "optimizer", None)
             if compiled is optimizer:
                 return candidate, False
-            if optimizer in (getattr(compiled, "inner_optimizer", None),):
+            if getattr(compiled, "inner_optimizer", None) is optimizer:
                 return candidate, True
         frame = frame.f_back
     return None, False

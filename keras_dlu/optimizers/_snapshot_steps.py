@@ -54,12 +54,12 @@ class SnapshotSteps:
         if references is None:
             return state, gradients
         references = [ops.where(finite, h, 0.0) for h in references]
+        weight = ops.cast(finite, "float32")
         sums, count = vr.accumulate(state["reference_sums"], references,
-                                    state["reference_count"], ops.cast(finite, "float32"))
+                                    state["reference_count"], weight)
         valid = ops.greater(state["snapshot_valid"], 0.0)
         snapshot = [ops.where(valid, w, x) for w, x in zip(state["snapshots"], values)]
         s, y = vr.curvature_pair(values, gradients, snapshot, references)
-        weight = ops.cast(finite, "float32")
         state = dict(state, reference_sums=sums, reference_count=count,
                      difference_sums=[t + weight * d for t, d in zip(state["difference_sums"], y)],
                      difference_square_sum=state["difference_square_sum"] + weight * dot(y, y))

@@ -31,9 +31,9 @@ class Proxtone(SnapshotSteps, BlockSteps, keras.optimizers.Optimizer):
        gives the next cycle's noise scale `c = |p_mean|^2 / (|p_mean|^2 + noise_scale *
        var(g - h))` (`p_mean` the pseudo-gradient of the cycle's mean `v`). Without the
        hook (`variance_reduction=False`, another backend, a custom `train_step`, a
-       wrapping optimizer, gradient clipping; the reason is in `variance_reduction_fallback`, with a
-       warning), `v = g` and the pairs and `c` come from block means of `x` and `g` over
-       `pair_interval` steps (`_pairs`, SQN-style).
+       wrapping optimizer, gradient clipping; the reason is in
+       `variance_reduction_fallback`, with a warning), `v = g` and the pairs and `c` come
+       from block means of `x` and `g` over `pair_interval` steps (`_pairs`, SQN-style).
        Pairs with `cos(s, y) <= min_pair_cosine` are dropped; the last `memory` are kept.
     2. `p` is the minimum-norm subgradient of the objective at `v` (`v + l1*sign(x)` where
        `x != 0`, `v` shrunk by `l1` where `x == 0`).
