@@ -46,6 +46,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from _distributed_simulate import emulated_link_check, simulations  # noqa: E402
+from _distributed_targets import COMPUTE_ONLY, hidden_shares, targets  # noqa: E402
 from keras_dlu.distributed import netns  # noqa: E402
 
 QUICK = "--quick" in sys.argv
@@ -56,7 +57,6 @@ BATCH = {"cnn": 32, "mlp": 64}  # per rank
 TAPE_GRID = [(4 * 2**20, 1), (128 * 2**20, 5)]  # extra (fusion bytes, cycle ms) tried
 HOROVOD_DEFAULTS = (128 * 2**20, 1)  # Horovod 0.28's own fusion threshold and cycle time
 LAUNCH_TIMEOUT = 600
-COMPUTE_ONLY = ("local", "local_loop")  # cases without communication
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 
@@ -172,15 +172,14 @@ def model_cases(hvd, name, mode):
     cases["local"] = fitted(keras.optimizers.SGD(0.01))
     if name == "cnn":
         cases["local_loop"] = tape_loop(None, name, dataset)
-    if name == "cnn":
         cases["ours_overlap"] = ours(SPE)
         if mode == "profile":  # the plan without the capped last bucket, under the timeline
             cases["ours_overlap_uncapped"] = ours(SPE, last_bucket_bytes=None)
-    if name == "cnn":
         cases["ours_overlap_fp16"] = ours(SPE, compression="fp16")
-    if mode == "main" and name == "cnn":
-        cases["tape_fit"] = fitted(keras.optimizers.SGD(0.01), model=tape_fit_model(hvd, name))
-        cases["tape_fp16"] = tape_loop(hvd, name, dataset, hvd.Compression.fp16)
+        if mode == "main":
+            cases["tape_fit"] = fitted(keras.optimizers.SGD(0.01),
+                                       model=tape_fit_model(hvd, name))
+            cases["tape_fp16"] = tape_loop(hvd, name, dataset, hvd.Compression.fp16)
     return {f"{name}/{case}": run for case, run in cases.items()}
 
 
@@ -279,17 +278,6 @@ def timeline_profile(tmp, rate, plot):
     return profile
 
 
-def target(measure, ours, peer, peer_value, goal, higher_is_better=True):
-    """One entry of the "targets" list; ``ratio`` = ours / peer (or peer / ours for times)."""
-    ratio = None
-    if ours is not None and peer_value:
-        ratio = ours / peer_value
-    bound = float(goal.split()[-1].rstrip("x%")) / (100 if goal.endswith("%") else 1)
-    met = None if ratio is None else bool(ratio >= bound if higher_is_better else ratio <= bound)
-    return {"measure": measure, "ours": ours, "peer": peer, "peer_value": peer_value,
-            "ratio": ratio, "target": goal, "met": met}
-
-
 def rate_rows(line, rate, run, best_tape_s):
     """Throughput ratios (peer step time / our step time) for one link rate."""
     s = run["seconds_per_step"]
@@ -317,61 +305,6 @@ def rate_rows(line, rate, run, best_tape_s):
     line[label] = row
 
 
-def hidden_shares(line, profile):
-    """Share of each case's wire time hidden behind computation, from the timeline launch
-    ``profile`` (:func:`timeline_profile`); into ``line``."""
-    p, comm = profile["seconds_per_step"], profile["wire"]
-    cases = [case for case in p if comm[case] > 0 and case.split("/")[1] not in COMPUTE_ONLY]
-    unclipped = {case.split("/")[1]: 1 - (p[case] - p[compute_only(case)]) / comm[case]
-                 for case in cases}
-    line["hidden_share"] = {k: max(0.0, min(1.0, v)) for k, v in unclipped.items()}
-    line["hidden_share_unclipped"] = unclipped
-    line["hidden_share_method"] = (
-        "1 - (t_step - t_local) / t_wire, clipped to [0, 1], all from the timeline launch: "
-        "t_wire the union of Horovod's GLOO_* (allreduce, allgather) activities per step in its timeline, "
-        "t_local the same training without communication, interleaved with the others: "
-        "fit (local) for the fit cases, the raw tf.function loop (local_loop) for the tape loops")
-    return line["hidden_share"]
-
-
-def compute_only(case):
-    """The compute-only peer of ``case``: the raw loop for the tape loops, fit otherwise."""
-    model, name = case.split("/")
-    return f"{model}/local_loop" if name in ("tape", "tape_fp16") else f"{model}/local"
-
-
-def targets(line, runs, rates, best_tape, hidden):
-    """The "targets" list: issue 15's targets, met null where not measured."""
-    slow = rates[0]
-    s_slow = runs[slow]["seconds_per_step"]
-    mwms_s = line["cnn_mwms_ms"] and line["cnn_mwms_ms"] / 1e3
-    return [entry for label, case in (("ForwardOverlap", "ours_overlap"), (
-        "ForwardOverlap, fp16 wire", "ours_overlap_fp16")) for entry in (
-        target(f"CNN {slow}: our fit ({label}) throughput / best tape loop of the grid",
-               1 / s_slow[f"cnn/{case}"], "horovod DistributedGradientTape loop", 1 / best_tape,
-               ">= 1.3x"),
-        target(f"CNN {slow}: our fit ({label}) throughput / tape in a fit train_step",
-               1 / s_slow[f"cnn/{case}"], "horovod tape in fit", 1 / s_slow["cnn/tape_fit"],
-               ">= 1.3x"),
-        target(f"CNN {slow}: our fit ({label}) throughput / MultiWorkerMirroredStrategy",
-               1 / s_slow[f"cnn/{case}"], "MWMS loop", 1 / mwms_s if mwms_s else None, ">= 1.3x"),
-        {"measure": f"CNN {slow}: communication hidden behind computation, {label} (timeline)",
-         "ours": hidden.get(case), "peer": "horovod tape loop", "peer_value": hidden.get("tape"),
-         "ratio": None, "target": ">= 60%",
-         "met": None if case not in hidden else hidden[case] >= 0.6})] + [target(f"CNN {rate}: our fit (ForwardOverlap) throughput / tape loop",
-                1 / runs[rate]["seconds_per_step"]["cnn/ours_overlap"], "horovod tape loop",
-                1 / runs[rate]["seconds_per_step"]["cnn/tape"], ">= 1.0x")
-         for rate in rates[1:]] + [
-        target(f"simulate AlexNet: gain over no overlap, {w} workers",
-               1 + line[f"sim_alexnet_{w}_gain_vs_no_overlap"], "no overlap", 1.0,
-               f">= {goal}x") for w, goal in ((16, 1.46), (64, 1.71))] + [
-        {"measure": f"simulate vs emulated link, CNN {key}: predicted / measured step time",
-         "ours": c["predicted_ms"], "peer": "measured", "peer_value": c["measured_ms"],
-         "ratio": c["predicted_over_measured"], "target": "within 15% (0.85x-1.15x)",
-         "met": abs(c["predicted_over_measured"] - 1) <= 0.15}
-        for key, c in line["simulate_vs_emulated_link"].items()]
-
-
 def main():
     reason = netns.unavailable_reason()
     rates = list(netns.RATES) if reason is None else [None]
@@ -394,7 +327,8 @@ def main():
     best_tape = min(grid.values())
     line["tape_grid_best"] = min(grid, key=grid.get)
     for rate, run in runs.items():
-        rate_rows(line, rate, run, best_tape if rate == slow else run["seconds_per_step"]["cnn/tape"])
+        tape_s = best_tape if rate == slow else run["seconds_per_step"]["cnn/tape"]
+        rate_rows(line, rate, run, tape_s)
     line["cnn_mwms_ms"] = mwms["cnn/mwms"] * 1e3 if "cnn/mwms" in mwms else None
     if "mwms_error" in mwms:
         line["mwms_error"] = mwms["mwms_error"]
