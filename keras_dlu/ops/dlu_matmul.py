@@ -133,22 +133,8 @@ def dlu_matmul(a, b, a_exponent, b_exponent, bits=8, rounding="nearest", seed=No
         grad_exponent = tf.constant(AUTO_GRAD_EXPONENT, tf.int32)
     else:
         grad_exponent = exponent_tensor(grad_exponent, "grad_exponent")
-    if grad_stats_sink is None:
-        grad_stats_sink = _ZERO_SINK
-    else:
-        grad_stats_sink = tf.convert_to_tensor(grad_stats_sink)
-        if grad_stats_sink.dtype not in (tf.float32, tf.float64) or \
-                not grad_stats_sink.shape.is_compatible_with(STATS_SHAPE):
-            raise ValueError("`grad_stats_sink` must be a float32 or float64 tensor of shape "
-                             f"{list(STATS_SHAPE)}; got {grad_stats_sink.dtype.name} "
-                             f"{grad_stats_sink.shape}.")
-    if isinstance(seed, int) and not isinstance(seed, bool) or \
-            (seed is None and rounding == "nearest"):
-        seed = _wrap_int64(2 * (seed or 0))
-        seeds = np.array([seed, _wrap_int64(seed + 1)], np.int64)  # no extra eager ops
-    else:
-        seed = seed_tensor(seed, rounding)
-        seeds = tf.stack([seed * 2, seed * 2 + 1])
+    grad_stats_sink = _stats_sink(grad_stats_sink)
+    seeds = _operand_seeds(seed, rounding)
     if keep_digits:
         return load_library().keras_dlu_matmul_fused(
             a, b, a_exponent, b_exponent, seeds, grad_exponent, grad_stats_sink,
@@ -158,6 +144,29 @@ def dlu_matmul(a, b, a_exponent, b_exponent, bits=8, rounding="nearest", seed=No
 
 
 _ZERO_SINK = np.zeros(STATS_SHAPE, np.float32)
+
+
+def _stats_sink(grad_stats_sink):
+    """The ``[3, 64]`` float sink tensor (a zero constant for ``None``), checked."""
+    if grad_stats_sink is None:
+        return _ZERO_SINK
+    grad_stats_sink = tf.convert_to_tensor(grad_stats_sink)
+    if grad_stats_sink.dtype not in (tf.float32, tf.float64) or \
+            not grad_stats_sink.shape.is_compatible_with(STATS_SHAPE):
+        raise ValueError("`grad_stats_sink` must be a float32 or float64 tensor of shape "
+                         f"{list(STATS_SHAPE)}; got {grad_stats_sink.dtype.name} "
+                         f"{grad_stats_sink.shape}.")
+    return grad_stats_sink
+
+
+def _operand_seeds(seed, rounding):
+    """The two operands' rounding keys ``[2*seed, 2*seed + 1]`` (int64)."""
+    if isinstance(seed, int) and not isinstance(seed, bool) or \
+            (seed is None and rounding == "nearest"):
+        seed = _wrap_int64(2 * (seed or 0))
+        return np.array([seed, _wrap_int64(seed + 1)], np.int64)  # no extra eager ops
+    seed = seed_tensor(seed, rounding)
+    return tf.stack([seed * 2, seed * 2 + 1])
 
 
 def _wrap_int64(value):
