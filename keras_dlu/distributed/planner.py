@@ -147,11 +147,8 @@ def plan_buckets(tensor_sizes, itemsizes, fusion_threshold_bytes=4 * 2**20,
             continue
         if nbytes >= large:
             flush()
-            per_segment = max(1, segment // itemsize)
-            for start in range(0, count, per_segment):
-                stop = min(count, start + per_segment)
-                buckets.append(Bucket(len(buckets), large_tensor_strategy,
-                                      (Segment(index, start, stop),), (stop - start) * itemsize))
+            buckets += segmented(index, count, itemsize, segment, large_tensor_strategy,
+                                 len(buckets))
             continue
         limit = first if not buckets else fusion
         if pending and (pending_bytes + nbytes > limit or itemsize != pending_itemsize
@@ -161,6 +158,18 @@ def plan_buckets(tensor_sizes, itemsizes, fusion_threshold_bytes=4 * 2**20,
         pending_bytes += nbytes
         pending_itemsize = itemsize
     flush()
+    return buckets
+
+
+def segmented(index, count, itemsize, segment_bytes, strategy, first_bucket_id):
+    """The buckets of one large tensor: consecutive segments of ``segment_bytes``, each
+    reduced alone by ``strategy``, numbered from ``first_bucket_id``."""
+    per_segment = max(1, segment_bytes // itemsize)
+    buckets = []
+    for start in range(0, count, per_segment):
+        stop = min(count, start + per_segment)
+        buckets.append(Bucket(first_bucket_id + len(buckets), strategy,
+                              (Segment(index, start, stop),), (stop - start) * itemsize))
     return buckets
 
 
