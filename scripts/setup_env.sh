@@ -45,7 +45,9 @@ if [ ! -f /usr/include/dnnl.h ] && [ -z "${DNNL_ROOT:-}" ] && [ "${KERAS_DLU_ONE
   command -v apt-get >/dev/null 2>&1 || die "oneDNN is missing and there is no apt-get: install oneDNN and set DNNL_ROOT, or set KERAS_DLU_ONEDNN=0 for the slow portable GEMM"
   [ "$(id -u)" = 0 ] || die "oneDNN (libdnnl-dev) is missing: run 'sudo apt-get update && sudo apt-get install -y libdnnl-dev', or set KERAS_DLU_ONEDNN=0 for the slow portable GEMM"
   say "installing oneDNN (libdnnl-dev) with apt-get"
-  apt-get update -qq && apt-get install -y -qq libdnnl-dev >/dev/null \
+  # Another apt-get (a second checkout's setup) may hold dpkg's lock: wait for it, bounded.
+  apt_wait="-o DPkg::Lock::Timeout=600"
+  apt-get $apt_wait update -qq && apt-get $apt_wait install -y -qq libdnnl-dev >/dev/null \
     || die "apt-get install libdnnl-dev failed"
 fi
 
