@@ -21,8 +21,8 @@ import keras
 import tensorflow as tf
 
 from keras_dlu.distributed import api
-from keras_dlu.distributed.planner import (check_positive_bytes, check_strategy, plan_buckets,
-                                           resolve_strategy)
+from keras_dlu.distributed.planner import (CHAINED, check_positive_bytes, check_strategy,
+                                           plan_buckets, resolve_strategy)
 
 PRIORITIES = ("forward", "after_all")
 COMPRESSIONS = (None, "fp16")
@@ -66,6 +66,12 @@ class DistributedOptimizer(keras.optimizers.Optimizer):
         priority: ``"forward"`` (default): each variable is updated as soon as its bucket
             is averaged; ``"after_all"``: updates wait for every bucket (the classic
             non-overlapped update, kept as a baseline).
+        chain_segment_bytes: a gradient of at least ``fusion_threshold_bytes`` (the CNN's
+            dense kernel) travels as a chain of segments of this size, each launched when
+            the previous one has arrived (default 1 MiB, or ``None``: one collective).
+            Horovod runs one collective at a time, so while it is sent whole the first
+            layers' bucket, which the next forward pass needs first, waits for all of it;
+            chained, that bucket goes at the end of the segment on the wire.
         large_tensor_bytes: gradients at least this large are segmented instead of fused
             (default 64 MiB).
         large_tensor_strategy: ``"auto"`` (default: ``"allreduce"`` at 2 ranks or fewer,
@@ -83,7 +89,8 @@ class DistributedOptimizer(keras.optimizers.Optimizer):
     is_distributed_wrapper = True
 
     def __init__(self, optimizer, fusion_threshold_bytes=4 * MiB, first_bucket_bytes=MiB,
-                 last_bucket_bytes=MiB // 4, priority="forward", large_tensor_bytes=64 * MiB,
+                 last_bucket_bytes=MiB // 4, chain_segment_bytes=MiB, priority="forward",
+                 large_tensor_bytes=64 * MiB,
                  large_tensor_strategy="auto", segment_bytes=16 * MiB,
                  compression=None, backward_passes_per_step=1, name=None, **kwargs):
         if isinstance(optimizer, DistributedOptimizer):
@@ -98,8 +105,10 @@ class DistributedOptimizer(keras.optimizers.Optimizer):
             ("fusion_threshold_bytes", fusion_threshold_bytes),
             ("first_bucket_bytes", first_bucket_bytes), ("large_tensor_bytes", large_tensor_bytes),
             ("segment_bytes", segment_bytes))}
-        last_bucket_bytes = check_positive_bytes("last_bucket_bytes", last_bucket_bytes,
-                                                 allow_none=True)
+        last_bucket_bytes, chain_segment_bytes = (
+            check_positive_bytes(name, value, allow_none=True) for name, value in (
+                ("last_bucket_bytes", last_bucket_bytes),
+                ("chain_segment_bytes", chain_segment_bytes)))
         check_strategy(large_tensor_strategy, allow_auto=True)
         if priority not in PRIORITIES:
             raise ValueError(f"`priority` must be one of {PRIORITIES}, got {priority!r}.")
@@ -119,6 +128,7 @@ class DistributedOptimizer(keras.optimizers.Optimizer):
         self._fusion = sizes["fusion_threshold_bytes"]
         self._first = sizes["first_bucket_bytes"]
         self._last = last_bucket_bytes
+        self._chain = chain_segment_bytes
         self._large = sizes["large_tensor_bytes"]
         self._segment = sizes["segment_bytes"]
         self._strategy = large_tensor_strategy
@@ -219,7 +229,7 @@ class DistributedOptimizer(keras.optimizers.Optimizer):
         ranks = api.size() if api.is_initialized() else 1
         buckets = plan_buckets(sizes, itemsizes, self._fusion, self._first, self._large,
                                self._segment, resolve_strategy(self._strategy, ranks),
-                               last_bucket_bytes=self._last)
+                               last_bucket_bytes=self._last, chain_segment_bytes=self._chain)
         return present, buckets
 
     def average_gradients(self, hvd, grads):
@@ -234,6 +244,8 @@ class DistributedOptimizer(keras.optimizers.Optimizer):
         pieces = {p: [] for p in present}
         for bucket in buckets:
             parts = [flat[present[s.index]][s.start:s.stop] for s in bucket.segments]
+            if bucket.kind == CHAINED and pieces[present[bucket.segments[0].index]]:
+                parts = chained_after(pieces[present[bucket.segments[0].index]][-1][1], parts)
             reduced = self._reduce_bucket(hvd, bucket, parts)
             for segment, part in zip(bucket.segments, reduced):
                 pieces[present[segment.index]].append((segment.start, part))
@@ -262,7 +274,7 @@ class DistributedOptimizer(keras.optimizers.Optimizer):
                                             ignore_name_scope=True)
             return [tf.cast(o, dtype) for o in out]
         part = tf.cast(parts[0], wire)
-        if bucket.kind == "allreduce":
+        if bucket.kind in ("allreduce", CHAINED):
             out = hvd.allreduce(part, op=hvd.Average, name=name, ignore_name_scope=True)
             return [tf.cast(out, dtype)]
         count = bucket.segments[0].stop - bucket.segments[0].start
@@ -296,6 +308,7 @@ class DistributedOptimizer(keras.optimizers.Optimizer):
             "fusion_threshold_bytes": self._fusion,
             "first_bucket_bytes": self._first,
             "last_bucket_bytes": self._last,
+            "chain_segment_bytes": self._chain,
             "priority": self.priority,
             "large_tensor_bytes": self._large,
             "large_tensor_strategy": self._strategy,
@@ -310,6 +323,13 @@ class DistributedOptimizer(keras.optimizers.Optimizer):
         inner = keras.saving.deserialize_keras_object(config.pop("optimizer"),
                                                       custom_objects=custom_objects)
         return cls(inner, **config)
+
+
+def chained_after(previous, parts):
+    """``parts``, readable only once ``previous`` (the chain's last averaged segment) exists:
+    the collective that takes them is launched, and enters Horovod's queue, only then."""
+    with tf.control_dependencies([previous]):
+        return [tf.identity(part) for part in parts]
 
 
 def check_same_shapes(hvd, var_list):

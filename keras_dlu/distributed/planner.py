@@ -12,6 +12,11 @@ Implements the size-dependent strategy of Fujitsu's overlapped allreduce (Yamaza
   can only leave when back-propagation ends and the next forward pass needs it first, so
   it is the one collective nothing hides; the layers above it leave earlier in their own
   bucket, while the first layers are still differentiating;
+* a tensor of at least ``fusion_threshold_bytes`` (below ``large_tensor_bytes``) travels as
+  a chain of ``chain_segment_bytes`` segments, each launched when the previous one has
+  arrived (``"chained"``): Horovod runs one collective at a time, so a big dense kernel sent
+  whole keeps the first layers' bucket, produced meanwhile and needed first by the next
+  forward pass, waiting for all of it; chained, that bucket goes at the next segment's end;
 * a tensor of at least ``large_tensor_bytes`` travels alone, split into segments of
   ``segment_bytes`` (pipelining), each reduced either by allreduce or by reduce-scatter
   followed by all-gather (``large_tensor_strategy``), which spreads the averaging work
@@ -26,6 +31,7 @@ import math
 
 LARGE_TENSOR_STRATEGIES = ("reduce_scatter", "allreduce")
 AUTO = "auto"
+CHAINED = "chained"
 # At most this many ranks, "auto" sends large tensors by plain allreduce: a ring allreduce is
 # already reduce-scatter + all-gather inside gloo/NCCL, so the explicit pair only adds a
 # second collective, a negotiation and a pad per segment.
@@ -48,7 +54,8 @@ class Bucket:
     Attributes:
         number: position in launch order (0 is launched first).
         kind: ``"fused"`` (several whole small tensors, one grouped allreduce fused in
-            Horovod's buffer),
+            Horovod's buffer), ``"chained"`` (one segment of a tensor of at least the
+            fusion threshold, launched after the tensor's previous segment has arrived),
             ``"allreduce"`` or ``"reduce_scatter"`` (one segment of a large tensor).
         segments: the pieces of flattened gradients the bucket carries.
         nbytes: payload size in bytes.
@@ -101,7 +108,7 @@ def resolve_strategy(value, ranks):
 def plan_buckets(tensor_sizes, itemsizes, fusion_threshold_bytes=4 * 2**20,
                  first_bucket_bytes=2**20, large_tensor_bytes=64 * 2**20,
                  segment_bytes=16 * 2**20, large_tensor_strategy="reduce_scatter",
-                 last_bucket_bytes=None):
+                 last_bucket_bytes=None, chain_segment_bytes=None):
     """Plans the buckets of one step.
 
     Args:
@@ -117,6 +124,9 @@ def plan_buckets(tensor_sizes, itemsizes, fusion_threshold_bytes=4 * 2**20,
         large_tensor_strategy: ``"reduce_scatter"`` (default) or ``"allreduce"``.
         last_bucket_bytes: largest last bucket (the first layers' gradients, launched
             last; default ``None``: no cap beyond ``fusion_threshold_bytes``).
+        chain_segment_bytes: segment size of the chained tensors (those of at least
+            ``fusion_threshold_bytes`` and more than this, below ``large_tensor_bytes``;
+            default ``None``: such a tensor is one fused bucket).
 
     Returns:
         a list of :class:`Bucket` in launch order (last layers first).
@@ -128,6 +138,7 @@ def plan_buckets(tensor_sizes, itemsizes, fusion_threshold_bytes=4 * 2**20,
     large = check_positive_bytes("large_tensor_bytes", large_tensor_bytes)
     segment = check_positive_bytes("segment_bytes", segment_bytes)
     check_strategy(large_tensor_strategy)
+    chain = check_positive_bytes("chain_segment_bytes", chain_segment_bytes, allow_none=True)
     tail = tail_length(tensor_sizes, itemsizes, check_positive_bytes(
         "last_bucket_bytes", last_bucket_bytes, allow_none=True), large)
 
@@ -150,6 +161,10 @@ def plan_buckets(tensor_sizes, itemsizes, fusion_threshold_bytes=4 * 2**20,
             buckets += segmented(index, count, itemsize, segment, large_tensor_strategy,
                                  len(buckets))
             continue
+        if chain is not None and nbytes >= fusion and nbytes > chain:
+            flush()
+            buckets += segmented(index, count, itemsize, chain, CHAINED, len(buckets))
+            continue
         limit = first if not buckets else fusion
         if pending and (pending_bytes + nbytes > limit or itemsize != pending_itemsize
                         or index == tail - 1):
@@ -162,8 +177,8 @@ def plan_buckets(tensor_sizes, itemsizes, fusion_threshold_bytes=4 * 2**20,
 
 
 def segmented(index, count, itemsize, segment_bytes, strategy, first_bucket_id):
-    """The buckets of one large tensor: consecutive segments of ``segment_bytes``, each
-    reduced alone by ``strategy``, numbered from ``first_bucket_id``."""
+    """The buckets of one tensor: consecutive segments of ``segment_bytes``, each reduced
+    alone by ``strategy`` (or chained), numbered from ``first_bucket_id``."""
     per_segment = max(1, segment_bytes // itemsize)
     buckets = []
     for start in range(0, count, per_segment):

@@ -36,7 +36,8 @@ def test_optimizer_used_before_init_raises_a_clear_error(horovod):
 
 
 @pytest.mark.parametrize("argument", ["fusion_threshold_bytes", "first_bucket_bytes",
-                                      "last_bucket_bytes", "large_tensor_bytes", "segment_bytes"])
+                                      "last_bucket_bytes", "chain_segment_bytes",
+                                      "large_tensor_bytes", "segment_bytes"])
 @pytest.mark.parametrize("value", [0, -1, float("nan"), "1MB"])
 def test_non_positive_byte_sizes_are_rejected(argument, value):
     with pytest.raises(ValueError, match=argument):

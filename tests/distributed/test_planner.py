@@ -73,8 +73,30 @@ def test_last_bucket_cap_sends_the_first_layers_alone_and_the_layers_above_earli
     assert [b.variable_indices for b in mixed] == [[2], [1], [0]]
 
 
+def test_tensors_of_the_fusion_threshold_travel_as_chained_segments():
+    sizes = [10, 300, 10]  # float32: 40, 1200, 40 bytes
+    plan = dict(fusion_threshold_bytes=1000, first_bucket_bytes=1000, large_tensor_bytes=10**6)
+    assert [b.kind for b in plan_buckets(sizes, [4] * 3, **plan)] == ["fused"] * 3
+    chained = plan_buckets(sizes, [4] * 3, chain_segment_bytes=500, **plan)
+    assert [(b.kind, b.variable_indices) for b in chained] == [
+        ("fused", [2]), ("chained", [1]), ("chained", [1]), ("chained", [1]), ("fused", [0])]
+    assert [b.nbytes for b in chained[1:4]] == [500, 500, 200]  # 125 elements per segment
+    assert covered(chained)[1] == [(0, 125), (125, 250), (250, 300)]
+    assert len({b.name() for b in chained}) == len(chained)
+    # below the fusion threshold, or not above the segment size: fused as before
+    assert [b.kind for b in plan_buckets(sizes, [4] * 3, chain_segment_bytes=1200, **plan)
+            ] == ["fused"] * 3
+    assert [b.kind for b in plan_buckets([10, 200, 10], [4] * 3, chain_segment_bytes=500, **plan)
+            ] == ["fused"]  # 880 bytes, one bucket
+    # a large tensor is still segmented by its own strategy
+    large = plan_buckets([3000], [4], chain_segment_bytes=500, large_tensor_bytes=10**4,
+                         segment_bytes=4000, large_tensor_strategy="allreduce")
+    assert [b.kind for b in large] == ["allreduce"] * 3
+
+
 @pytest.mark.parametrize("argument", ["fusion_threshold_bytes", "first_bucket_bytes",
-                                      "large_tensor_bytes", "segment_bytes", "last_bucket_bytes"])
+                                      "large_tensor_bytes", "segment_bytes", "last_bucket_bytes",
+                                      "chain_segment_bytes"])
 def test_planner_rejects_non_positive_sizes(argument):
     with pytest.raises(ValueError, match=argument):
         plan_buckets([4], [4], **{argument: 0})
@@ -100,11 +122,19 @@ def test_auto_strategy_is_allreduce_at_two_ranks_and_reduce_scatter_above():
 def test_default_plan_of_the_benchmark_models_leaves_while_back_propagation_continues():
     # MLP 784-1024-1024-10 (7.4 MB of float32 gradients): the capped first bucket, then 4 MiB
     # buckets, so the last layers' gradients leave before the first layer's exist; nothing
-    # is segmented at the defaults (large tensors start at 64 MiB).
+    # is segmented at the planner's defaults (large tensors start at 64 MiB, no chains).
     sizes = [784 * 1024, 1024, 1024 * 1024, 1024, 1024 * 10, 10]
     buckets = plan_buckets(sizes, [4] * 6)
     assert [b.kind for b in buckets] == ["fused", "fused", "fused"]
     assert [b.variable_indices for b in buckets] == [[3, 4, 5], [2], [0, 1]]
+    import tensorflow as tf
+
+    from keras_dlu.distributed import DistributedOptimizer
+
+    # DistributedOptimizer's default chains the 4 MiB second kernel in 1 MiB segments
+    _, buckets = DistributedOptimizer("sgd").plan([tf.zeros([n]) for n in sizes])
+    assert [(b.kind, b.variable_indices) for b in buckets] == [
+        ("fused", [3, 4, 5])] + [("chained", [2])] * 4 + [("fused", [0, 1])]
     # The benchmark's VGG-style CNN: the dense 2048x512 kernel (4 MiB) travels apart from
     # the convolutions, which back-propagation produces after it.
     cnn = [3 * 3 * 3 * 32, 32, 9 * 32 * 32, 32, 9 * 32 * 64, 64, 9 * 64 * 64, 64,
@@ -112,14 +142,12 @@ def test_default_plan_of_the_benchmark_models_leaves_while_back_propagation_cont
     groups = [b.variable_indices for b in plan_buckets(cnn, [4] * 16)]
     assert groups == [[13, 14, 15], [12], list(range(12))]
     # DistributedOptimizer's default plan caps the last bucket at 256 KiB: convolutions 1-4
-    # (the next forward pass needs them first) alone, 5-6 sent while 1-4 differentiate
-    import tensorflow as tf
-
-    from keras_dlu.distributed import DistributedOptimizer
-
+    # (the next forward pass needs them first) alone, 5-6 sent while 1-4 differentiate; the
+    # dense kernel (4 MiB, the fusion threshold) as 4 chained 1 MiB segments
     _, buckets = DistributedOptimizer("sgd").plan([tf.zeros([n]) for n in cnn])
-    assert [b.variable_indices for b in buckets] == [[13, 14, 15], [12], list(range(7, 12)),
-                                                     list(range(7))]
+    assert [b.variable_indices for b in buckets] == [[13, 14, 15]] + [[12]] * 4 + [
+        list(range(7, 12)), list(range(7))]
+    assert [b.kind for b in buckets[1:5]] == ["chained"] * 4
     assert buckets[-1].nbytes <= 2**18
     large = plan_buckets([40 * 2**20], [4])  # 160 MiB: 16 MiB segments
     assert len(large) == 10 and all(b.nbytes == 16 * 2**20 for b in large)

@@ -11,6 +11,7 @@ from keras_dlu.distributed import DistributedOptimizer
 def test_config_round_trip_keeps_the_inner_optimizer_and_every_setting():
     optimizer = DistributedOptimizer(keras.optimizers.Adam(0.003), fusion_threshold_bytes=123,
                                      first_bucket_bytes=45, last_bucket_bytes=33,
+                                     chain_segment_bytes=21,
                                      priority="after_all",
                                      large_tensor_bytes=678, large_tensor_strategy="allreduce",
                                      segment_bytes=90, compression="fp16",
@@ -21,9 +22,10 @@ def test_config_round_trip_keeps_the_inner_optimizer_and_every_setting():
     assert isinstance(restored.inner_optimizer, keras.optimizers.Adam)
     assert float(restored.learning_rate) == pytest.approx(0.003)
     assert DistributedOptimizer.is_distributed_wrapper is True
-    uncapped = DistributedOptimizer("sgd", last_bucket_bytes=None)
-    assert keras.optimizers.deserialize(keras.optimizers.serialize(uncapped)).get_config()[
-        "last_bucket_bytes"] is None
+    for argument in ("last_bucket_bytes", "chain_segment_bytes"):
+        off = DistributedOptimizer("sgd", **{argument: None})
+        assert keras.optimizers.deserialize(keras.optimizers.serialize(off)).get_config()[
+            argument] is None
 
 
 def test_model_with_distributed_optimizer_survives_save_and_load(tmp_path):

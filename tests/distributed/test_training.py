@@ -47,11 +47,16 @@ def check_matches_reference(results):
 def test_two_ranks_match_single_process_training_for_every_optimizer_and_plan(two_ranks):
     assert {"sgd", "adam", "sdprop"} == set(two_ranks[0]["optimizers"])
     configs = two_ranks[0]["configs"]
-    assert {"sgd/default", "adam/forward_overlap", "sdprop/forward_overlap_last_bucket"} <= set(
-        configs)
+    assert {"sgd/default", "adam/forward_overlap", "sdprop/forward_overlap_last_bucket",
+            "adam/forward_overlap_chained"} <= set(configs)
     # the capped last bucket did split the plan: first layer alone, launched last
     assert configs["sgd/forward_overlap_last_bucket"]["buckets"] == [[2, 3, 4, 5], [0, 1]]
     assert configs["sgd/default"]["buckets"] == [[0, 1, 2, 3, 4, 5]]
+    # the chained plan did chain: the 24x16 kernel in 4 segments, the 16x8 one in 2
+    assert configs["sgd/forward_overlap_chained"]["kinds"] == [
+        "fused", "fused"] + ["chained"] * 4 + ["fused"] + ["chained"] * 2
+    assert configs["sgd/forward_overlap_chained"]["buckets"] == [[5], [3, 4]] + [[2]] * 4 + [
+        [1]] + [[0]] * 2
     for optimizer in two_ranks[0]["optimizers"]:
         assert any(k.startswith(optimizer + "/") for k in two_ranks[0]["configs"])
     check_matches_reference(two_ranks)

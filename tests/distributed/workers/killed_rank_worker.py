@@ -1,7 +1,8 @@
 """horovodrun worker: the last rank kills itself mid-training (SIGKILL, no clean-up).
 
 Trains with two steps per traced call (``ForwardOverlap``), the schedule in which a
-collective of one step may still be in flight while the next step runs.
+collective of one step may still be in flight while the next step runs, and a kernel sent
+as chained segments.
 
 The surviving ranks must not hang: they (or the launcher) end the job with a non-zero
 status and a message. Each rank records when the kill happens, for the test's clock.
@@ -34,7 +35,10 @@ class KillAtBatch(keras.callbacks.Callback):
 
 
 model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(32), keras.layers.Dense(1)])
-model.compile(optimizer=dist.DistributedOptimizer(keras.optimizers.SGD(0.01)), loss="mse",
+# the 8x32 kernel (1 KiB) travels as 4 chained segments: the kill may fall inside a chain
+model.compile(optimizer=dist.DistributedOptimizer(keras.optimizers.SGD(0.01),
+                                                  fusion_threshold_bytes=512,
+                                                  chain_segment_bytes=256), loss="mse",
               steps_per_execution=2)
 x = np.random.default_rng(RANK).normal(size=(4000, 8)).astype("float32")
 model.fit(x, x[:, :1], batch_size=4, epochs=1, verbose=0,

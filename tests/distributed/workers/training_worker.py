@@ -44,6 +44,10 @@ CONFIGS = {  # together: several fusion thresholds, segment sizes, both large-te
     # three steps of the epoch in one overlapped call
     "forward_overlap_last_bucket": {"spe": 3, "fusion_threshold_bytes": 10**4,
                                     "last_bucket_bytes": 600},
+    # chained segments (both kernels are at least the fusion threshold: 4 and 2 segments,
+    # each launched after the previous one arrived), three steps per overlapped call
+    "forward_overlap_chained": {"spe": 3, "fusion_threshold_bytes": 200,
+                                "first_bucket_bytes": 64, "chain_segment_bytes": 400},
     "fused_and_reduce_scatter": {"fusion_threshold_bytes": 200, "first_bucket_bytes": 64,
                                  "large_tensor_bytes": 256, "segment_bytes": 100,
                                  "large_tensor_strategy": "reduce_scatter"},
@@ -129,7 +133,7 @@ for opt_name, factory in factories.items():
         _, buckets = model.optimizer.plan([tf.zeros(v.shape) for v in model.trainable_variables])
         result["configs"][f"{opt_name}/{config_name}"] = {
             "diff_to_reference": max_diff(weights, reference), "weights": weights.tolist(),
-            "buckets": [b.variable_indices for b in buckets]}
+            "buckets": [b.variable_indices for b in buckets], "kinds": [b.kind for b in buckets]}
 
 # Without averaging (plain optimizer, same broadcast): ranks must end differently.
 plain = build_model(100 + RANK)
@@ -186,9 +190,11 @@ if not QUICK:
 
     # Different model shapes per rank: a ValueError naming the variable, on every rank,
     # with one step per call and with several (ForwardOverlap's traced function).
-    for key, spe in (("mismatch_error", 1), ("mismatch_error_overlap", 2)):
+    # The overlapped one with chained segments (plan: kernels of at least 200 bytes chained).
+    for key, spe, plan in (("mismatch_error", 1, {}), ("mismatch_error_overlap", 2, {
+            "fusion_threshold_bytes": 200, "chain_segment_bytes": 400})):
         mismatched = build_model(1, hidden=16 + RANK)
-        mismatched.compile(optimizer=dist.DistributedOptimizer(keras.optimizers.SGD()),
+        mismatched.compile(optimizer=dist.DistributedOptimizer(keras.optimizers.SGD(), **plan),
                            loss="mse", steps_per_execution=spe)
         try:
             mismatched.fit(np.zeros((8, FEATURES)), np.zeros((8, 1)), batch_size=4, verbose=0,
