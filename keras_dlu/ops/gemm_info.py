@@ -3,8 +3,11 @@
 The CPU kernel multiplies through oneDNN's matmul primitive when oneDNN reports an ISA
 with exact integer dot products (AVX-512 VNNI, AVX2 VNNI, AMX-INT8), creating one
 primitive per problem shape and transposes and reusing it (see ``ops/cc/kernels/
-dlu_gemm.h``). Otherwise (no oneDNN in the build, an older CPU, or
-``KERAS_DLU_GEMM=portable``) it uses an exact portable loop, which is much slower:
+dlu_gemm.h``). On a CPU without them (AVX2 only), oneDNN's float32 GEMM multiplies the
+digits as floats in depth chunks of at most 1024, where every sum is an integer below
+2**24 and so exact: the same results at about float32 GEMM speed (``"onednn_f32"``).
+Without oneDNN in the build, or with ``KERAS_DLU_GEMM=portable``, an exact portable loop,
+which is much slower (``KERAS_DLU_GEMM=f32`` forces the float32 route). Off the fast path
 ``dlu_matmul`` says so once with a ``RuntimeWarning``.
 """
 
@@ -20,8 +23,9 @@ def gemm_info():
     """The CPU integer GEMM backend of ``dlu_matmul``.
 
     Returns:
-        A dict: ``backend`` (``"onednn"`` or ``"portable"``), ``detail`` (oneDNN's ISA and
-        its implementation of the last new problem, or why the portable loop is used),
+        A dict: ``backend`` (``"onednn"``, ``"onednn_f32"`` or ``"portable"``),
+        ``detail`` (oneDNN's ISA and its implementation of the last new problem, or why
+        the fast path is not used),
         ``primitives_created`` (oneDNN primitives built so far, one per new problem) and
         ``cache_hits`` (products that reused a cached primitive).
     """
@@ -34,9 +38,15 @@ def gemm_info():
 
 @functools.cache
 def warn_if_portable():
-    """Warns once per process when the CPU GEMM is the portable fallback."""
+    """Warns once per process when the CPU GEMM is not the integer primitive."""
     info = gemm_info()
-    if info["backend"] != "onednn":
+    if info["backend"] == "onednn_f32":
+        warnings.warn(
+            f"keras_dlu.ops.dlu_matmul multiplies the integer digits with oneDNN's float32 "
+            f"GEMM on the CPU ({info['detail']}): results are exact, at about float32 GEMM "
+            f"speed; a CPU with AVX-512 VNNI, AVX2 VNNI or AMX runs the integer GEMM.",
+            RuntimeWarning, stacklevel=3)
+    elif info["backend"] != "onednn":
         warnings.warn(
             f"keras_dlu.ops.dlu_matmul uses the portable integer GEMM on the CPU "
             f"({info['detail']}): results are exact but slow. Install oneDNN "

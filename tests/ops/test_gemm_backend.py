@@ -1,6 +1,7 @@
 """The CPU integer GEMM behind dlu_matmul: oneDNN's matmul primitive where the CPU has
-integer dot products, one cached primitive per problem, and the portable fallback (used
-and announced once when forced), all bit-exact with the integer reference."""
+integer dot products, one cached primitive per problem, oneDNN's float32 GEMM on the digits
+where it has not, and the portable fallback (used and announced once when forced), all
+bit-exact with the integer reference."""
 
 import json
 import os
@@ -37,10 +38,11 @@ def _operands(shape_a, shape_b, seed):
 
 def test_uses_the_onednn_primitive_where_the_cpu_allows():
     info = gemm_info()
-    assert info["backend"] in ("onednn", "portable") and info["detail"]
-    if (build_info() or {}).get("onednn") and _cpu_has_integer_dot_product() \
-            and os.environ.get("KERAS_DLU_GEMM") != "portable":
-        assert info["backend"] == "onednn", info  # no silent fallback on a capable CPU
+    assert info["backend"] in ("onednn", "onednn_f32", "portable") and info["detail"]
+    if (build_info() or {}).get("onednn") and not os.environ.get("KERAS_DLU_GEMM"):
+        # no silent fallback: the integer primitive on a capable CPU, else float32 sgemm
+        want = "onednn" if _cpu_has_integer_dot_product() else "onednn_f32"
+        assert info["backend"] == want, info
         assert "isa" in info["detail"]
 
 
@@ -118,6 +120,50 @@ def test_forced_portable_fallback_is_exact_and_warns_once():
                                               transpose_a=ta, transpose_b=tb)
             np.testing.assert_array_equal(np.array(product, np.float32), here_p)
             np.testing.assert_array_equal(np.array(stats, np.int64), here_s)
+
+
+_FORCED_F32 = r"""
+import json, sys, warnings
+import numpy as np
+from keras_dlu.utils import quiet_tensorflow
+quiet_tensorflow()
+from keras_dlu.ops import gemm_info
+from tests.support.fixed_point import check_dlu_matmul
+rng = np.random.default_rng(0)
+# (m, k, n, transpose_a, transpose_b, bits): a few large GEMMs, many row tiles, a deep
+# small product split over depth chunks (past the int32 depth too), transposes, 16 bits
+CASES = [(37, 50, 29, False, False, 8), (40, 3000, 33, False, True, 8),
+         (20000, 30, 6, False, False, 8), (5, 3000, 7, True, False, 8),
+         (3, 70000, 4, True, False, 8), (300, 1500, 20, True, True, 16)]
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    for m, k, n, ta, tb, bits in CASES:
+        a = rng.standard_normal((k, m) if ta else (m, k)).astype(np.float32) * 8
+        b = rng.standard_normal((n, k) if tb else (k, n)).astype(np.float32) * 8
+        e = 0 if bits == 8 else -12
+        check_dlu_matmul(a, b, e, e, bits, transpose_a=ta, transpose_b=tb)
+    for k in (1024, 2048):  # every digit -128: each depth chunk sums exactly 2**24
+        check_dlu_matmul(np.full((3, k), -1e3, np.float32), np.full((k, 2), -1e3, np.float32),
+                         0, 0, 8)
+out = {"warnings": [str(w.message) for w in caught if w.category is RuntimeWarning],
+       "info": gemm_info()}
+json.dump(out, sys.stdout)
+"""
+
+
+@pytest.mark.skipif(not (build_info() or {}).get("onednn"), reason="built without oneDNN")
+def test_float32_route_is_exact_and_warns_once():
+    """oneDNN's float32 GEMM on the digits (the route of CPUs without VNNI/AMX), forced:
+    bit-exact with the integer reference in each of its three work splits, at the 2**24
+    bound of a depth chunk, and announced once."""
+    env = dict(os.environ, KERAS_DLU_GEMM="f32", TF_CPP_MIN_LOG_LEVEL="3")
+    done = subprocess.run([sys.executable, "-c", _FORCED_F32], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout)
+    assert result["info"]["backend"] == "onednn_f32"
+    assert "KERAS_DLU_GEMM=f32" in result["info"]["detail"]
+    assert len(result["warnings"]) == 1 and "float32 GEMM" in result["warnings"][0]
 
 
 def test_no_warning_on_the_fast_path():

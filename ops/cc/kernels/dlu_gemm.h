@@ -7,9 +7,13 @@
 //   every product is summed exactly in int32. A primitive is created once per problem
 //   (shape, transposes, strides) and cached; B goes into the primitive's own blocked
 //   layout when the primitive prefers one.
-// * "portable": an exact OpenMP loop nest, used when the library is built without oneDNN,
-//   when oneDNN's ISA has no integer dot product (its int16 intermediate sums could
-//   saturate there) or when KERAS_DLU_GEMM=portable; the Python wrapper warns once.
+// * "onednn_f32": oneDNN's float32 GEMM (sgemm) on the digits as floats, used when
+//   oneDNN's ISA has no integer dot product (AVX2: its u8 x s8 kernels sum pairs in
+//   saturating int16) or when KERAS_DLU_GEMM=f32. Exact: depth chunks of at most 1024
+//   products of magnitude <= 2**14 keep every partial sum an integer below 2**24, and the
+//   chunks add in int32. About float32 GEMM speed; the Python wrapper warns once.
+// * "portable": an exact OpenMP loop nest, used when the library is built without oneDNN
+//   or when KERAS_DLU_GEMM=portable; the Python wrapper warns once.
 //
 // A is unsigned because u8 x s8 is the native form of VNNI and AMX: the caller stores
 // q + 128 and subtracts 128 * (column sums of op(B)), see dlu_matmul_cpu.cc.
@@ -32,7 +36,7 @@ void GemmU8S8S32(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64
                  const uint8_t* a, int64_t lda, const int8_t* b, int64_t ldb, int32_t* c);
 
 struct GemmInfo {
-  std::string backend;         // "onednn" or "portable"
+  std::string backend;         // "onednn", "onednn_f32" or "portable"
   std::string detail;          // oneDNN's ISA and implementation, or why portable
   int64_t primitives_created;  // oneDNN primitives built (one per new problem)
   int64_t cache_hits;          // products that reused a cached primitive
