@@ -26,7 +26,7 @@ import sys
 
 from keras_dlu.utils import quiet_tensorflow, save_figure
 
-tf = quiet_tensorflow()
+tf = quiet_tensorflow(allocator_stats=True)  # peaks read the allocator
 
 import numpy as np  # noqa: E402
 

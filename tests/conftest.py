@@ -12,7 +12,10 @@ import os
 
 from keras_dlu.utils import quiet_tensorflow
 
-tf = quiet_tensorflow()
+# The memory tests read TensorFlow's allocator statistics, which TensorFlow keeps only in
+# its oneDNN mode: on by default on CPUs with AVX-512 VNNI, turned on here for the others
+# (keras_dlu.memory.allocator), so the suite runs the same mode on every x86 CPU.
+tf = quiet_tensorflow(allocator_stats=True)
 
 import pytest  # noqa: E402
 

@@ -12,7 +12,7 @@ import time
 
 from keras_dlu.utils import quiet_tensorflow
 
-tf = quiet_tensorflow()
+tf = quiet_tensorflow(allocator_stats=True)  # peaks read the allocator
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402

@@ -24,7 +24,7 @@ from typing import Callable
 
 from keras_dlu.utils import quiet_tensorflow
 
-quiet_tensorflow()
+quiet_tensorflow(allocator_stats=True)  # its step-peak column reads the allocator
 
 import keras  # noqa: E402
 import matplotlib  # noqa: E402

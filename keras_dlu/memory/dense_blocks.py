@@ -7,7 +7,9 @@ step's peak. A Dense layer computes ``z = x @ W``; rows ``start:stop`` of its ke
 gradient are ``x[:, start:stop]^T @ dz``, the product TensorFlow's MatMul gradient
 computes for the whole kernel (``MatMul(x, dz, transpose_a=True)``) restricted to a slice of
 ``x``'s columns. Every element is the same dot product over the batch, so the blocks are
-bit for bit the rows of the whole gradient (``tests/memory/test_dense_blocks.py``). So for
+the rows of the whole gradient: bit for bit where TensorFlow's GEMM sums a slice's rows in
+the whole's order (the AVX-512 Xeons measured), in the last bits elsewhere (AVX2 CPUs such as
+AMD EPYC order the sum by the row count; ``tests/memory/test_dense_blocks.py``). So for
 such a layer the step computes ``dz`` (and the bias gradient) with the tape, then ``dx``
 from ``dz``, then each row block of the kernel's gradient followed by its in-place update
 (``keras_dlu.memory.inplace.apply_blocks``): the kernel's gradient never exists whole, its

@@ -1,8 +1,7 @@
 """Measures the peak memory of a training step with TensorFlow's allocator.
 
-``tf.config.experimental.get_memory_info("CPU:0")`` reports the bytes the CPU allocator
-holds now (``current``) and at most since ``reset_memory_stats`` (``peak``) on TF 2.21,
-with oneDNN on (the default); no environment setting is needed. Resident memory (weights,
+The allocator's statistics are read by ``keras_dlu.memory.allocator`` (on CPUs where
+TensorFlow leaves oneDNN off they need ``TF_ENABLE_ONEDNN_OPTS=1``; see there). Resident memory (weights,
 optimizer state, the input pipeline's buffers) is what is allocated before the step, so
 ``peak - current_before`` is the step's own peak: activations, gradients and update
 temporaries. Memory oneDNN allocates outside TensorFlow's allocator (primitive scratch
@@ -14,14 +13,11 @@ import time
 
 import tensorflow as tf
 
+from keras_dlu.memory.allocator import device, peak_above_current, require_stats
 from keras_dlu.memory.compat import unsupported_reason
 from keras_dlu.memory.keras_internals import make_train_function
 from keras_dlu.memory.planner import measure_update_factor, plan
 from keras_dlu.memory.train_step import make_train_step
-
-
-def _device():
-    return "GPU:0" if tf.config.list_logical_devices("GPU") else "CPU:0"
 
 
 def stock_train_function(model):
@@ -57,17 +53,20 @@ def step_peak_bytes(train_function, x, y, repeats=3):
 
     Returns:
         ``(peak_bytes, seconds)``, the medians over ``repeats`` steps.
+
+    Raises:
+        RuntimeError: the allocator keeps no statistics in this process (checked before
+            any step runs; ``keras_dlu.memory.allocator.require_stats`` names the remedy).
     """
+    require_stats(device())
     iterator = iter(tf.data.Dataset.from_tensors((x, y)).repeat())
     train_function(iterator)
-    device = _device()
-    peaks, seconds = [], []
-    for _ in range(repeats):
-        tf.config.experimental.reset_memory_stats(device)
-        before = tf.config.experimental.get_memory_info(device)["current"]
+
+    def timed_step():
         start = time.perf_counter()
         logs = train_function(iterator)
         tf.nest.map_structure(lambda t: t.numpy() if hasattr(t, "numpy") else t, logs)
-        seconds.append(time.perf_counter() - start)
-        peaks.append(tf.config.experimental.get_memory_info(device)["peak"] - before)
+        return time.perf_counter() - start
+
+    peaks, seconds = zip(*(peak_above_current(timed_step) for _ in range(repeats)))
     return statistics.median(peaks), statistics.median(seconds)

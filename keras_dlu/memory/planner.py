@@ -12,11 +12,14 @@ measurement; ``keras_dlu.memory.measure_step_peak`` measures.
 """
 
 import dataclasses
+import functools
+import warnings
 
 import numpy as np
 
 from keras_dlu.memory import dense_blocks, inplace
 from keras_dlu.memory.keras_internals import layer_graph, nodes_by_depth
+from keras_dlu.utils.quiet import ALLOCATOR_STATS_ENV
 
 
 @dataclasses.dataclass(frozen=True)
@@ -290,6 +293,11 @@ def _peak(entries, inputs, fused, cost):
     return int(max(peak, deferred + cost(biggest)))
 
 
+UNMEASURED_UPDATE_FACTOR = 3.0
+"""The update factor assumed where the allocator keeps no statistics: the largest measured
+for Keras' own optimizers (SGD 0, Adagrad 1, Adam, Nadam and RMSprop 2, AdamW and Lion 3)."""
+
+
 def measure_update_factor(optimizer, elements=inplace.BLOCK_BYTES // 4):
     """Bytes of temporaries of one ``optimizer`` update per byte of the variable.
 
@@ -297,10 +305,18 @@ def measure_update_factor(optimizer, elements=inplace.BLOCK_BYTES // 4):
     float32 variable of ``elements`` values from a gradient that dies in the update (as
     in the fused step, where TensorFlow may reuse the gradient's buffer), with the update
     the fused step applies (in place for plain SGD, ``keras_dlu.memory.inplace``): the
-    peak above the resident memory, less the gradient's own bytes.
+    peak above the resident memory, less the gradient's own bytes. Where the allocator
+    keeps no statistics (``keras_dlu.memory.allocator``), warns once and returns
+    ``UNMEASURED_UPDATE_FACTOR``.
     """
     import keras
     import tensorflow as tf
+
+    from keras_dlu.memory import allocator
+
+    if not allocator.stats_available("CPU:0"):
+        _warn_unmeasured()
+        return UNMEASURED_UPDATE_FACTOR
 
     clone = type(optimizer).from_config(optimizer.get_config())
     variable = keras.Variable(np.zeros(elements, "float32"), name="probe")
@@ -315,8 +331,15 @@ def measure_update_factor(optimizer, elements=inplace.BLOCK_BYTES // 4):
             clone.apply([grad], [variable])
 
     step(tf.constant(1e-3))
-    tf.config.experimental.reset_memory_stats("CPU:0")
-    before = tf.config.experimental.get_memory_info("CPU:0")["current"]
-    step(tf.constant(1e-3))
-    peak = tf.config.experimental.get_memory_info("CPU:0")["peak"] - before
+    peak, _ = allocator.peak_above_current(lambda: step(tf.constant(1e-3)), "CPU:0")
     return max(0.0, peak / (4.0 * elements) - 1.0)
+
+
+@functools.cache
+def _warn_unmeasured():
+    variable, value = ALLOCATOR_STATS_ENV
+    warnings.warn(
+        "keras_dlu.memory: TensorFlow's CPU allocator keeps no statistics in this process "
+        f"(oneDNN is off on this CPU), so the optimizer's update temporaries are assumed "
+        f"to be {UNMEASURED_UPDATE_FACTOR}x the variable instead of measured; set "
+        f"{variable}={value} before importing TensorFlow to measure them.", stacklevel=3)

@@ -18,6 +18,7 @@ import os
 import subprocess
 import sys
 
+from keras_dlu.utils.quiet import ALLOCATOR_STATS_ENV
 
 KINDS = ("stock", "optimized")
 
@@ -59,6 +60,7 @@ def isolated_peaks(model, batch_size, model_kwargs=None, optimizer=None, repeats
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+    env.setdefault(*ALLOCATOR_STATS_ENV)  # read before the child imports TensorFlow
     done = subprocess.run([sys.executable, "-m", "keras_dlu.memory.probe", json.dumps(spec)],
                           capture_output=True, text=True, timeout=timeout, env=env)
     if done.returncode:
@@ -75,6 +77,7 @@ def _main(spec):
     import time
 
     from keras_dlu.memory import models, unsupported_reason
+    from keras_dlu.memory.allocator import device, peak_above_current, require_stats
     from keras_dlu.memory.measure import optimized_train_function, stock_train_function
 
     size = spec["batch_size"]
@@ -86,18 +89,20 @@ def _main(spec):
     result = {f"{k}_{m}": [] for k in functions for m in ("peaks", "seconds")}
     if "optimized" in functions:
         result["optimized_fallback"] = unsupported_reason(model)
-    device = "GPU:0" if tf.config.list_logical_devices("GPU") else "CPU:0"
+    require_stats(device())
     for function in functions.values():  # trace and warm up
         function(iterator)["loss"].numpy()
+
+    def timed_step(function):
+        start = time.perf_counter()
+        function(iterator)["loss"].numpy()
+        return time.perf_counter() - start
+
     for _ in range(spec["repeats"]):
         for kind, function in functions.items():
-            tf.config.experimental.reset_memory_stats(device)
-            before = tf.config.experimental.get_memory_info(device)["current"]
-            start = time.perf_counter()
-            function(iterator)["loss"].numpy()
-            result[f"{kind}_seconds"].append(time.perf_counter() - start)
-            result[f"{kind}_peaks"].append(
-                tf.config.experimental.get_memory_info(device)["peak"] - before)
+            peak, seconds = peak_above_current(lambda: timed_step(function))
+            result[f"{kind}_seconds"].append(seconds)
+            result[f"{kind}_peaks"].append(peak)
     print(json.dumps(result))
 
 

@@ -1,4 +1,6 @@
-"""A Dense kernel's gradient in row blocks: the rows of the whole gradient, bit for bit."""
+"""A Dense kernel's gradient in row blocks: the rows of the whole gradient, bit for bit
+where TensorFlow's GEMM sums a slice's rows as it sums the whole (``gemm_rows_are_exact``),
+within the summation-order bound elsewhere."""
 
 import keras
 import numpy as np
@@ -7,7 +9,8 @@ import tensorflow as tf
 
 from keras_dlu.callbacks import MemoryOptimizer
 from keras_dlu.memory import dense_blocks, inplace, models, plan
-from tests.support.memory import max_weight_difference, train, train_optimized
+from tests.support.memory import (gemm_rows_are_exact, max_weight_difference,
+                                  summation_order_bound, train, train_optimized)
 
 
 def test_kernel_gradient_rows_are_the_rows_of_the_whole_gradient(monkeypatch):
@@ -33,7 +36,14 @@ def test_kernel_gradient_rows_are_the_rows_of_the_whole_gradient(monkeypatch):
     assert len(inplace.row_blocks(layer.kernel.shape)) > 10 and kernel_is_none
     for w, b in zip(whole, blocked):  # dX, the kernel's gradient, the bias gradient
         assert float(np.max(np.abs(w))) > 0
-        np.testing.assert_array_equal(b.numpy(), w.numpy())
+    np.testing.assert_array_equal(blocked[0].numpy(), whole[0].numpy())  # dX: one product
+    np.testing.assert_array_equal(blocked[2].numpy(), whole[2].numpy())  # the bias
+    kernel, reference = blocked[1].numpy(), whole[1].numpy()
+    if gemm_rows_are_exact(16, layer.kernel.shape):
+        np.testing.assert_array_equal(kernel, reference)
+    else:  # the same dot products, summed in another order by TensorFlow's GEMM
+        dz = seed.numpy() * (x.numpy() @ layer.kernel.numpy() + layer.bias.numpy() > 0)
+        assert np.all(np.abs(kernel - reference) <= summation_order_bound(x.numpy(), dz))
 
 
 def small_mlp():
@@ -59,7 +69,11 @@ def test_blocked_kernels_train_bit_for_bit_with_stock_fit(optimizer, monkeypatch
     assert len(blocked) == 2, callback.plan.summary()
     keras.utils.set_random_seed(0)  # the initial weights train() starts from
     assert max_weight_difference(stock, small_mlp()) > 1e-3  # it trained
-    assert max_weight_difference(stock, tuned) == 0.0
+    exact = all(gemm_rows_are_exact(16, kernel.shape) for kernel in (
+        w for w in stock.trainable_weights if len(w.shape) == 2))
+    # bit for bit where TensorFlow's GEMM sums a block's rows as the whole's; elsewhere the
+    # blocks' last-bit differences (one epoch, 4 steps) stay far below the training's steps
+    assert max_weight_difference(stock, tuned) <= (0.0 if exact else 1e-6)
 
 
 def test_kernels_stay_whole_where_the_update_needs_the_whole_gradient(monkeypatch):

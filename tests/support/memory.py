@@ -57,3 +57,29 @@ def max_weight_difference(a, b):
         float(np.max(np.abs(np.asarray(u) - np.asarray(v)))) if np.size(u) else 0.0
         for u, v in zip(a.get_weights(), b.get_weights())
     )
+
+
+def gemm_rows_are_exact(batch, kernel_shape, seed=0):
+    """Whether TensorFlow's MatMul on this CPU gives the row blocks of a kernel gradient
+    ``x^T dz`` (``keras_dlu.memory.inplace.row_blocks``, current ``BLOCK_BYTES``) bit for
+    bit equal to the rows of the whole product. True on the AVX-512 Xeons this project
+    was measured on; on AVX2 CPUs (AMD EPYC) the GEMM's summation order depends on the
+    row count, so blocks differ from the whole in the last bits."""
+    import tensorflow as tf
+
+    from keras_dlu.memory import inplace
+
+    rng = np.random.default_rng(seed)
+    x = tf.constant(rng.normal(size=(batch, kernel_shape[0])).astype("float32"))
+    dz = tf.constant(rng.normal(size=(batch, kernel_shape[1])).astype("float32"))
+    whole = tf.raw_ops.MatMul(a=x, b=dz, transpose_a=True).numpy()
+    blocks = [tf.raw_ops.MatMul(a=x[:, a:b], b=dz, transpose_a=True).numpy()
+              for a, b in inplace.row_blocks(kernel_shape)]
+    return bool(np.array_equal(np.concatenate(blocks), whole))
+
+
+def summation_order_bound(x, seed):
+    """Bound on how far two summation orders of ``x^T seed`` can differ in float32: the
+    batch length times the unit roundoff times the sum of the terms' magnitudes."""
+    x, seed = np.abs(np.asarray(x, np.float64)), np.abs(np.asarray(seed, np.float64))
+    return 2 * x.shape[0] * np.finfo(np.float32).eps * (x.T @ seed)
