@@ -89,7 +89,7 @@ class DLUProductMixin:
         kernel_exponent = self._exponent("kernel", kernel)
         arguments = dict(bits=self.bits, rounding=self.rounding, seed=self._seeds())
         if not training:
-            product, _ = dlu_matmul(x, kernel, x_exponent, kernel_exponent, **arguments)
+            product, _ = self._product(x, kernel, x_exponent, kernel_exponent, **arguments)
             return product
         gradients = states["gradients"]
         # Before any statistics, the op picks the gradient's exponent from max|G|.
@@ -98,13 +98,18 @@ class DLUProductMixin:
                                  tf.constant(AUTO_GRAD_EXPONENT, tf.int32))
         # The kept-digit ops are CPU kernels: where the CUDA kernel can run, re-quantize.
         keep = self.bits == 8 and not (built_with_cuda() and tf.config.list_logical_devices("GPU"))
-        product, stats = dlu_matmul(
+        product, stats = self._product(
             x, kernel, x_exponent, kernel_exponent, **arguments,
             grad_exponent=grad_exponent, grad_stats_sink=self._gradient_statistics(kernel),
             keep_digits=keep, grad_a=not keep or _needs_gradient(x))
         self.policy.update(states["inputs"], stats[0])
         self.policy.update(states["kernel"], stats[1])
         return product
+
+    def _product(self, x, kernel, x_exponent, kernel_exponent, **arguments):
+        """The integer product with ``dlu_matmul``'s arguments and results; DLUConv2D's
+        multiplies the patches of ``x`` (an image)."""
+        return dlu_matmul(x, kernel, x_exponent, kernel_exponent, **arguments)
 
     def _gradient_statistics(self, kernel):
         """A zero ``STATS_SHAPE`` sink tied to ``kernel`` (so the tape reaches it); its

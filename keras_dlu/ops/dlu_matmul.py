@@ -133,8 +133,8 @@ def dlu_matmul(a, b, a_exponent, b_exponent, bits=8, rounding="nearest", seed=No
         grad_exponent = tf.constant(AUTO_GRAD_EXPONENT, tf.int32)
     else:
         grad_exponent = exponent_tensor(grad_exponent, "grad_exponent")
-    grad_stats_sink = _stats_sink(grad_stats_sink)
-    seeds = _operand_seeds(seed, rounding)
+    grad_stats_sink = stats_sink(grad_stats_sink)
+    seeds = operand_seeds(seed, rounding)
     if keep_digits:
         return load_library().keras_dlu_matmul_fused(
             a, b, a_exponent, b_exponent, seeds, grad_exponent, grad_stats_sink,
@@ -146,8 +146,9 @@ def dlu_matmul(a, b, a_exponent, b_exponent, bits=8, rounding="nearest", seed=No
 _ZERO_SINK = np.zeros(STATS_SHAPE, np.float32)
 
 
-def _stats_sink(grad_stats_sink):
-    """The ``[3, 64]`` float sink tensor (a zero constant for ``None``), checked."""
+def stats_sink(grad_stats_sink):
+    """The ``[3, 64]`` float sink tensor (a zero constant for ``None``), checked (also
+    used by ``keras_dlu.ops.im2col.dlu_conv2d``)."""
     if grad_stats_sink is None:
         return _ZERO_SINK
     grad_stats_sink = tf.convert_to_tensor(grad_stats_sink)
@@ -159,7 +160,7 @@ def _stats_sink(grad_stats_sink):
     return grad_stats_sink
 
 
-def _operand_seeds(seed, rounding):
+def operand_seeds(seed, rounding):
     """The two operands' rounding keys ``[2*seed, 2*seed + 1]`` (int64)."""
     if isinstance(seed, int) and not isinstance(seed, bool) or \
             (seed is None and rounding == "nearest"):
@@ -242,10 +243,10 @@ def _dlu_matmul_grad(op, grad, grad_stats):
     return [da, db, None, None, None, None, sink_grad]
 
 
-@tf.RegisterGradient("KerasDluMatmulFused")
-def _dlu_matmul_fused_grad(op, grad, *unused_grads):
-    """dA and dB from the kept digits (reads no float operand); statistics to the sink."""
-    del unused_grads
+def kept_digits_backward(op, grad):
+    """``(dA or None, dB, sink gradient)`` of a kept-digit forward op (KerasDluMatmulFused,
+    KerasDluConv2dFused: inputs a, b, ea, eb, seeds, grad_exponent, sink; outputs product,
+    stats, a_digits, a_flags, b_digits, b_flags), from the digits alone."""
     ea, eb, seeds, grad_exponent, sink = op.inputs[2:]
     a_digits, a_flags, b_digits, b_flags = op.outputs[2:]
     grad_a = op.get_attr("compute_grad_a")
@@ -253,4 +254,12 @@ def _dlu_matmul_fused_grad(op, grad, *unused_grads):
         grad, a_digits, a_flags, b_digits, b_flags, ea, eb,
         _grad_exponent(grad_exponent, grad, 8), _grad_seed(seeds[0]),
         rounding=string_attr(op, "rounding"), compute_grad_a=grad_a)
-    return [da if grad_a else None, db, None, None, None, None, tf.cast(stats, sink.dtype)]
+    return da if grad_a else None, db, tf.cast(stats, sink.dtype)
+
+
+@tf.RegisterGradient("KerasDluMatmulFused")
+def _dlu_matmul_fused_grad(op, grad, *unused_grads):
+    """dA and dB from the kept digits (reads no float operand); statistics to the sink."""
+    del unused_grads
+    da, db, sink_grad = kept_digits_backward(op, grad)
+    return [da, db, None, None, None, None, sink_grad]

@@ -7,12 +7,23 @@ the convolution ``tf.nn.conv2d`` computes (Chellapilla, Puri and Simard, "High p
 convolutional neural networks for document processing", 2006). ``col2im`` adds every patch
 element back to the pixel it came from; each is the other's registered gradient. Both are
 single C++ passes, in place of ``extract_patches`` and its gather/scatter gradient.
+
+``dlu_conv2d`` is the 8-bit convolution of ``keras_dlu.layers.DLUConv2D`` on the CPU: one
+op (``KerasDluConv2dFused``) quantizes the image once, gathers its patches as bytes and
+multiplies them with the kernel's digits; its gradient computes both products from those
+digits (``KerasDluMatmulFusedGrad``) and sums the patches' gradient into the image
+(``col2im``).
 """
 
 import tensorflow as tf
 
+from keras_dlu.ops.dlu_matmul import (AUTO_GRAD_EXPONENT, kept_digits_backward,
+                                      operand_seeds, stats_sink)
+from keras_dlu.ops.constants import check_rounding
+from keras_dlu.ops.gemm_info import warn_if_portable
 from keras_dlu.ops.histogram import check_float
 from keras_dlu.ops.loader import load_library, string_attr
+from keras_dlu.ops.quantize import exponent_tensor
 
 PADDINGS = ("SAME", "VALID")
 """Padding modes, as ``tf.nn.conv2d`` (case-insensitive)."""
@@ -67,6 +78,84 @@ def col2im(patches, image_shape, kernel_size, strides=1, dilations=1, padding="V
     image_shape = tf.cast(image_shape, tf.int32)
     return load_library().keras_dlu_col2im(
         patches, image_shape, **_window(kernel_size, strides, dilations, padding), name=name)
+
+
+def dlu_conv2d(images, kernel, images_exponent, kernel_exponent, kernel_size, strides=1,
+               dilations=1, padding="VALID", rounding="nearest", seed=None, *,
+               grad_exponent=None, grad_stats_sink=None, grad_images=True, name=None):
+    """8-bit dynamic fixed-point convolution ``im2col(images) @ kernel`` from the image's
+    digits (CPU; see the module docstring).
+
+    The same product, statistics and gradients as ``dlu_matmul(im2col(images, ...),
+    kernel, ..., bits=8, keep_digits=True)``, bit for bit with nearest rounding: the
+    ``inputs`` histogram is the patches' (each pixel counted once per patch element that
+    copies it). Stochastic rounding keys on the image's element index, so all copies of a
+    pixel round alike (the patch path keys on the patch element).
+
+    Args:
+        images: float ``[N, H, W, C]``.
+        kernel: float ``[kh * kw * C, filters]``.
+        images_exponent, kernel_exponent: int exponents in [-512, 512].
+        kernel_size, strides, dilations, padding: the window, as ``im2col``.
+        rounding, seed, grad_exponent, grad_stats_sink: as ``dlu_matmul``.
+        grad_images: False when ``images`` needs no gradient (a network's input).
+        name: optional op name.
+
+    Returns:
+        ``(product, stats)``: float32 ``[N * OH * OW, filters]`` and int64 ``[3, 64]``.
+
+    Raises:
+        TypeError: non-float operands. ValueError: bad window, rank, rounding, exponent.
+    """
+    check_rounding(rounding)
+    warn_if_portable()
+    images = tf.cast(check_float(images, "images"), tf.float32)
+    kernel = tf.cast(check_float(kernel, "kernel"), tf.float32)
+    if images.shape.rank not in (None, 4):
+        raise ValueError(f"`images` must be [batch, height, width, channels]; got shape "
+                         f"{images.shape}.")
+    if kernel.shape.rank not in (None, 2):
+        raise ValueError(f"`kernel` must be [kh * kw * channels, filters]; got shape "
+                         f"{kernel.shape}.")
+    grad_exponent = tf.constant(AUTO_GRAD_EXPONENT, tf.int32) if grad_exponent is None \
+        else exponent_tensor(grad_exponent, "grad_exponent")
+    return load_library().keras_dlu_conv2d_fused(
+        images, kernel, exponent_tensor(images_exponent, "images_exponent"),
+        exponent_tensor(kernel_exponent, "kernel_exponent"), operand_seeds(seed, rounding),
+        grad_exponent, stats_sink(grad_stats_sink),
+        **_window(kernel_size, strides, dilations, padding), rounding=rounding,
+        compute_grad_a=grad_images, name=name)[:2]
+
+
+@tf.RegisterGradient("KerasDluConv2dFused")
+def _dlu_conv2d_fused_grad(op, grad, *unused_grads):
+    """dW and the patches' gradient from the kept digits, the latter summed into the image."""
+    del unused_grads
+    d_patches, d_kernel, sink_grad = kept_digits_backward(op, grad)
+    d_images = None
+    if d_patches is not None:
+        d_images = load_library().keras_dlu_col2im(
+            _as_patch_image(d_patches, op), tf.shape(op.inputs[0]), **_attrs(op))
+    return [d_images, d_kernel, None, None, None, None, sink_grad]
+
+
+def _as_patch_image(d_patches, op):
+    """``[N * OH * OW, depth]`` as ``[N, OH, OW, depth]`` (the layout col2im reads)."""
+    images = op.inputs[0]
+    kh, kw = op.get_attr("kernel_size")
+    window = _attrs(op)
+    rows = _out_size(tf.shape(images)[1], kh, window["strides"][0], window["dilations"][0],
+                     window["padding"])
+    cols = _out_size(tf.shape(images)[2], kw, window["strides"][1], window["dilations"][1],
+                     window["padding"])
+    return tf.reshape(d_patches, tf.stack([tf.shape(images)[0], rows, cols, -1]))
+
+
+def _out_size(size, kernel, stride, dilation, padding):
+    """Output length of one axis, as tf.nn.conv2d (SAME: ceil(n / s))."""
+    if padding == "SAME":
+        return (size + stride - 1) // stride
+    return tf.maximum(0, (size - (kernel - 1) * dilation - 1 + stride) // stride)
 
 
 def _attrs(op):

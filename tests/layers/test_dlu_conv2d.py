@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 
 from keras_dlu.layers import DLUConv2D
+from keras_dlu.ops.loader import built_with_cuda
 from keras_dlu.quantization import FixedPointPolicy
 from tests.support.dlu_layers import (fixed_point_product, quantize_nearest,
                                        required_exponent_reference)
@@ -99,11 +100,15 @@ def test_save_load_restores_state(tmp_path):
     np.testing.assert_array_equal(model.predict(x, verbose=0), loaded.predict(x, verbose=0))
 
 
-def test_patches_and_their_gradient_come_from_the_native_ops():
-    """The training graph gathers patches with KerasDluIm2col and sums the input gradient
-    with KerasDluCol2im, never with tf.image.extract_patches (whose gradient was the
-    profiled bottleneck)."""
-    layer = DLUConv2D(4, 3, padding="same", strides=2)
+@pytest.mark.parametrize("bits, gather", [(8, "KerasDluConv2dFused"), (16, "KerasDluIm2col")])
+def test_patches_and_their_gradient_come_from_the_native_ops(bits, gather):
+    """The training graph gathers patches natively (8 bits on the CPU: from the image's
+    digits inside KerasDluConv2dFused; 16 bits: KerasDluIm2col's float patches) and sums
+    the input gradient with KerasDluCol2im, never with tf.image.extract_patches (whose
+    gradient was the profiled bottleneck)."""
+    if bits == 8 and built_with_cuda() and tf.config.list_logical_devices("GPU"):
+        pytest.skip("with a GPU the 8-bit layer keeps the CUDA product")
+    layer = DLUConv2D(4, 3, bits=bits, padding="same", strides=2)
     x = tf.constant(np.random.default_rng(0).standard_normal((2, 9, 8, 3)), tf.float32)
     layer.build(x.shape)
 
@@ -118,5 +123,7 @@ def test_patches_and_their_gradient_come_from_the_native_ops():
     op_types = {node.op for node in graph_def.node}
     for function in graph_def.library.function:  # the layer's and the gradient's bodies
         op_types |= {node.op for node in function.node_def}
-    assert {"KerasDluIm2col", "KerasDluCol2im"} <= op_types
+    assert {gather, "KerasDluCol2im"} <= op_types
     assert "ExtractImagePatches" not in op_types
+    if bits == 8:  # no float patches: the image is quantized once, its bytes gathered
+        assert "KerasDluIm2col" not in op_types

@@ -200,9 +200,15 @@ void DluMatmulCpu(const DluMatmulArgs& args) {
   const bool ta = args.transpose_a, tb = args.transpose_b;
   const int threads = ThreadsFor(m, n, k);
   Operand qa, qb;
-  QuantizeOperand(args.a, ta ? k : m, ta ? m : k, !ta, true, ta, k, args.a_exponent, args.bits,
-                  args.stochastic, args.seed_a, threads, &qa, args.stats,
-                  {args.a_digits, args.a_flags});
+  if (args.a_given != nullptr) {  // 8-bit, no transpose: the digits are the operand
+    KeptOperand(reinterpret_cast<const int8_t*>(args.a_given), args.a_given_flags, m, k, true,
+                true, threads, &qa);
+    std::memcpy(args.stats, args.a_given_histogram, sizeof(int64_t) * kHistogramBins);
+  } else {
+    QuantizeOperand(args.a, ta ? k : m, ta ? m : k, !ta, true, ta, k, args.a_exponent,
+                    args.bits, args.stochastic, args.seed_a, threads, &qa, args.stats,
+                    {args.a_digits, args.a_flags});
+  }
   QuantizeOperand(args.b, tb ? n : k, tb ? k : n, tb, false, tb, k, args.b_exponent, args.bits,
                   args.stochastic, args.seed_b, threads, &qb, args.stats + kHistogramBins,
                   {args.b_digits, args.b_flags});

@@ -24,6 +24,11 @@ struct DluMatmulArgs {
   int8_t* b_digits = nullptr;
   uint8_t* a_flags = nullptr;
   uint8_t* b_flags = nullptr;
+  // KerasDluConv2dFused: A given as 8-bit digits (q + 128) with its flags and histogram
+  // (QuantizedPatches in dlu_conv_op.cc); `a` is then not read. nullptr: quantize `a`.
+  const uint8_t* a_given = nullptr;
+  const uint8_t* a_given_flags = nullptr;
+  const int64_t* a_given_histogram = nullptr;
 };
 
 // The fused 8-bit backward of y = x W (x [M, K], W [K, N], no transposes) from the digits

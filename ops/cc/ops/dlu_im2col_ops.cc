@@ -1,10 +1,12 @@
 // Registration of KerasDluIm2col and KerasDluCol2im: the patch gather behind DLUConv2D's
 // integer GEMM and its adjoint (the input gradient's scatter-add), native instead of
-// tf.image.extract_patches and its gather/scatter gradient.
+// tf.image.extract_patches and its gather/scatter gradient; and of KerasDluConv2dFused,
+// DLUConv2D's 8-bit forward that gathers the patches from the image's digits.
 #include <algorithm>
 #include <string>
 #include <vector>
 
+#include "cc/kernels/exponent_bin.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/shape_inference.h"
 
@@ -56,6 +58,29 @@ absl::Status Im2colShape(InferenceContext* c) {
   return absl::OkStatus();
 }
 
+// KerasDluConv2dFused: images [N, H, W, C], kernel [kh * kw * C, F], four scalars and
+// seeds; product [N * OH * OW, F], the digits and flags of the patches and of the kernel.
+absl::Status Conv2dFusedShape(InferenceContext* c) {
+  TF_RETURN_IF_ERROR(Im2colShape(c));  // output 0: the patches' shape [N, OH, OW, depth]
+  ShapeHandle patches = c->output(0), kernel, scalar, seeds;
+  TF_RETURN_IF_ERROR(c->WithRank(c->input(1), 2, &kernel));
+  for (int index : {2, 3, 5}) TF_RETURN_IF_ERROR(c->WithRank(c->input(index), 0, &scalar));
+  TF_RETURN_IF_ERROR(c->WithRank(c->input(4), 1, &seeds));
+  DimensionHandle rows, depth, flags_a, flags_b;
+  TF_RETURN_IF_ERROR(c->Multiply(c->Dim(patches, 0), c->Dim(patches, 1), &rows));
+  TF_RETURN_IF_ERROR(c->Multiply(rows, c->Dim(patches, 2), &rows));
+  TF_RETURN_IF_ERROR(c->Merge(c->Dim(patches, 3), c->Dim(kernel, 0), &depth));
+  TF_RETURN_IF_ERROR(c->Add(rows, depth, &flags_a));
+  TF_RETURN_IF_ERROR(c->Add(depth, c->Dim(kernel, 1), &flags_b));
+  c->set_output(0, c->Matrix(rows, c->Dim(kernel, 1)));
+  c->set_output(1, c->Matrix(3, keras_dlu::kHistogramBins));
+  c->set_output(2, c->Matrix(rows, depth));
+  c->set_output(3, c->Vector(flags_a));
+  c->set_output(4, kernel);
+  c->set_output(5, c->Vector(flags_b));
+  return absl::OkStatus();
+}
+
 absl::Status Col2imShape(InferenceContext* c) {
   ShapeHandle patches, image_shape, images;
   absl::Status status = c->WithRank(c->input(0), 4, &patches);
@@ -98,4 +123,36 @@ REGISTER_OP("KerasDluCol2im")
 The adjoint of KerasDluIm2col: every element of patches [N, OH, OW, kh * kw * C] is added
 to the image position it was gathered from (padded positions are dropped); image_shape is
 [N, H, W, C].
+)doc");
+
+REGISTER_OP("KerasDluConv2dFused")
+    .Input("images: float")
+    .Input("kernel: float")
+    .Input("a_exponent: int32")
+    .Input("b_exponent: int32")
+    .Input("seeds: int64")
+    .Input("grad_exponent: int32")
+    .Input("grad_stats_sink: Tsink")
+    .Output("product: float")
+    .Output("stats: int64")
+    .Output("a_digits: uint8")
+    .Output("a_flags: uint8")
+    .Output("b_digits: int8")
+    .Output("b_flags: uint8")
+    .Attr("kernel_size: list(int)")
+    .Attr("strides: list(int) = [1, 1]")
+    .Attr("dilations: list(int) = [1, 1]")
+    .Attr("padding: {'SAME', 'VALID'} = 'VALID'")
+    .Attr("rounding: {'nearest', 'stochastic'} = 'nearest'")
+    .Attr("Tsink: {float, double} = DT_FLOAT")
+    .Attr("compute_grad_a: bool = true")
+    .SetShapeFn(Conv2dFusedShape)
+    .Doc(R"doc(
+KerasDluMatmulFused of the patches of images (as KerasDluIm2col lays them out,
+[N * OH * OW, kh * kw * C]) and kernel [kh * kw * C, F], at 8 bits: the image is quantized
+once with a_exponent (stochastic rounding keyed by seeds[0] and the image's element index)
+and the patch matrix is gathered from its digits. Outputs as KerasDluMatmulFused's, with
+a_digits the patches' digits (q + 128) and stats[0] the patches' histogram (each pixel
+counted once per patch element that copies it). Its gradient is KerasDluMatmulFusedGrad
+followed by KerasDluCol2im.
 )doc");
