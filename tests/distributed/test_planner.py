@@ -131,8 +131,9 @@ def test_default_plan_of_the_benchmark_models_leaves_while_back_propagation_cont
 
     from keras_dlu.distributed import DistributedOptimizer
 
-    # DistributedOptimizer's default chains the 4 MiB second kernel in 1 MiB segments
-    _, buckets = DistributedOptimizer("sgd").plan([tf.zeros([n]) for n in sizes])
+    # with chain_segment_bytes=1 MiB the 4 MiB second kernel travels in 4 chained segments
+    _, buckets = DistributedOptimizer("sgd", chain_segment_bytes=2**20).plan(
+        [tf.zeros([n]) for n in sizes])
     assert [(b.kind, b.variable_indices) for b in buckets] == [
         ("fused", [3, 4, 5])] + [("chained", [2])] * 4 + [("fused", [0, 1])]
     # The benchmark's VGG-style CNN: the dense 2048x512 kernel (4 MiB) travels apart from
@@ -142,9 +143,14 @@ def test_default_plan_of_the_benchmark_models_leaves_while_back_propagation_cont
     groups = [b.variable_indices for b in plan_buckets(cnn, [4] * 16)]
     assert groups == [[13, 14, 15], [12], list(range(12))]
     # DistributedOptimizer's default plan caps the last bucket at 256 KiB: convolutions 1-4
-    # (the next forward pass needs them first) alone, 5-6 sent while 1-4 differentiate; the
-    # dense kernel (4 MiB, the fusion threshold) as 4 chained 1 MiB segments
+    # (the next forward pass needs them first) alone, 5-6 sent while 1-4 differentiate
     _, buckets = DistributedOptimizer("sgd").plan([tf.zeros([n]) for n in cnn])
+    assert [b.variable_indices for b in buckets] == [[13, 14, 15], [12], list(range(7, 12)),
+                                                     list(range(7))]
+    # chained (chain_segment_bytes=1 MiB): the dense kernel (4 MiB, the fusion threshold) as
+    # 4 segments, each launched after the previous one arrived
+    _, buckets = DistributedOptimizer("sgd", chain_segment_bytes=2**20).plan(
+        [tf.zeros([n]) for n in cnn])
     assert [b.variable_indices for b in buckets] == [[13, 14, 15]] + [[12]] * 4 + [
         list(range(7, 12)), list(range(7))]
     assert [b.kind for b in buckets[1:5]] == ["chained"] * 4
