@@ -21,7 +21,8 @@ tape's raw loop without communication: ``local / local_loop`` is what ``fit`` it
 At 1 Gbit/s also: the tape loop over a small grid of ``HOROVOD_FUSION_THRESHOLD`` x
 ``HOROVOD_CYCLE_TIME`` (separate launches, the best is the peer), two
 ``MultiWorkerMirroredStrategy`` processes. At 1 and 10 Gbit/s one launch with
-``HOROVOD_TIMELINE`` whose trace gives per step the wire time, the time rank 0 waits for the other rank
+``HOROVOD_TIMELINE`` (plus ``ours_overlap_uncapped``, the plan without the capped last
+bucket) whose trace gives per step the wire time, the time rank 0 waits for the other rank
 (rank skew) and, at 1 Gbit/s, the plot ``reports/distributed_timeline.png``.
 Hidden share = ``1 - (t_step - t_compute) / t_wire`` with ``t_wire`` the timeline's wire time
 per step and ``t_compute`` the compute-only peer (``local`` for fit cases, ``local_loop`` for
@@ -175,6 +176,8 @@ def model_cases(hvd, name, mode):
         cases["ours_overlap"] = ours(SPE)
         # the dense kernel as chained 1 MiB segments instead of one collective
         cases["ours_overlap_chained"] = ours(SPE, chain_segment_bytes=2**20)
+        if mode == "profile":  # the plan without the capped last bucket, under the timeline
+            cases["ours_overlap_uncapped"] = ours(SPE, last_bucket_bytes=None)
         cases["ours_overlap_fp16"] = ours(SPE, compression="fp16")
         if mode == "main":
             cases["tape_fit"] = fitted(keras.optimizers.SGD(0.01),
