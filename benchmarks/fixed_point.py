@@ -34,7 +34,9 @@ import time
 
 from keras_dlu.utils import quiet_tensorflow
 
-tf = quiet_tensorflow()
+# a --memory-case child reads TensorFlow's allocator (keras_dlu.memory.allocator); the
+# timed parts keep TensorFlow's default mode, what users run
+tf = quiet_tensorflow(allocator_stats="--memory-case" in sys.argv)
 
 import numpy as np  # noqa: E402
 
