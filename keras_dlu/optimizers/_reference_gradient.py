@@ -94,9 +94,10 @@ def attach(optimizer):
     def train_step(data):
         if model.optimizer is optimizer:  # not after a re-compile with another optimizer
             x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-            optimizer.set_reference_gradients(
-                gradients_at(model, optimizer.reference_point(model.trainable_variables),
-                             x, y, sample_weight))
+            point = optimizer.reference_point(model.trainable_variables)
+            references = gradients_at(model, point, x, y, sample_weight)
+            optimizer.set_reference_gradients(references, _probe(
+                model, optimizer, point, references, (x, y, sample_weight)))
         return stock_step(data)
 
     model.train_step = train_step
@@ -119,3 +120,27 @@ def gradients_at(model, values, x, y, sample_weight):
         loss, _ = model.stateless_compute_loss(values, non_trainable, metrics, x, y, y_pred,
                                                sample_weight, training=True)
     return tape.gradient(loss, values)
+
+
+def _probe(model, optimizer, point, references, batch):
+    """At a new snapshot (``optimizer.probe_due()``), a few power-iteration steps on the
+    batch Hessian there (``keras_dlu.optimizers._sharpness``); else the stored direction
+    and a zero estimate. Returns ``(direction, estimate)``, model-variable order."""
+    import tensorflow as tf
+
+    from keras_dlu.optimizers._sharpness import power_iteration
+
+    variables = model.trainable_variables
+    direction = optimizer.probe_direction(variables)
+    point = [tf.cast(w, "float32") for w in point]
+    zeros = [tf.zeros(v.shape, "float32") for v in variables]
+    gradient = [z if g is None else tf.cast(g, "float32") for g, z in zip(references, zeros)]
+
+    def gradient_at(values):
+        moved = gradients_at(model, [tf.cast(w, v.dtype) for w, v in zip(values, variables)],
+                             *batch)
+        return [z if g is None else tf.cast(g, "float32") for g, z in zip(moved, zeros)]
+
+    return tf.cond(optimizer.probe_due(),
+                   lambda: power_iteration(gradient_at, point, gradient, direction),
+                   lambda: (direction, tf.zeros((), "float32")))

@@ -12,7 +12,7 @@ from keras import ops
 
 from keras_dlu.optimizers import _pairs, _reference_gradient
 from keras_dlu.optimizers import _variance_reduction as vr
-from keras_dlu.optimizers._vectors import dot
+from keras_dlu.optimizers._vectors import all_finite, dot
 
 
 class SnapshotSteps:
@@ -35,24 +35,54 @@ class SnapshotSteps:
         return [ops.where(valid, ops.cast(self._snapshots[self._get_variable_index(v)],
                                           v.dtype), v.value) for v in model_variables]
 
-    def set_reference_gradients(self, gradients):
-        """Hands over ``g_B(w_snap)`` (model-variable order) for the step being traced."""
-        self._references = gradients
+    def probe_direction(self, model_variables):
+        """The power-iteration direction (``_sharpness``), in ``model_variables`` order."""
+        return [ops.convert_to_tensor(self._probes[self._get_variable_index(v)])
+                for v in model_variables]
+
+    def probe_due(self):
+        """True at a cycle's first step (a new snapshot): the hook measures ``L`` there."""
+        return ops.equal(self._reference_count, 0.0)
+
+    def set_reference_gradients(self, gradients, probe=None):
+        """Hands over ``g_B(w_snap)`` and the probe's ``(direction, estimate)`` (model-variable
+        order) for the step being traced."""
+        self._references = (gradients, probe)
 
     def _take_references(self, trainable_variables):
-        """This trace's ``g_B(w_snap)`` in the order of ``self._trainable_variables``, or
-        None (not hooked, or the first call's stock trace)."""
-        references, self._references = self._references, None
-        if references is None or not self._hooked:
-            return None
-        return self._dense_gradients(references, trainable_variables)
+        """This trace's ``(g_B(w_snap), probe)`` in the order of ``self._trainable_variables``,
+        or ``(None, None)`` (not hooked, or the first call's stock trace)."""
+        handed, self._references = self._references, None
+        if handed is None or not self._hooked:
+            return None, None
+        references, probe = handed
+        references = self._dense_gradients(references, trainable_variables)
+        if probe is not None:
+            probe = (self._dense_gradients(probe[0], trainable_variables), probe[1])
+        return references, probe
 
-    def _snapshot_statistics(self, state, values, gradients, references, finite):
+    def _measured_curvature(self, state, probe, finite):
+        """``curvature_bound`` raised to the probe's estimate, and the new direction (both
+        unchanged without a probe, at a step with no estimate, or a non-finite one)."""
+        if probe is None:
+            return state
+        direction, estimate = probe
+        estimate = ops.cast(estimate, "float32")
+        valid = ops.logical_and(ops.logical_and(finite, ops.isfinite(estimate)),
+                                ops.greater(estimate, 0.0))
+        valid = ops.logical_and(valid, all_finite(direction))
+        return dict(state, curvature_bound=ops.where(
+            valid, ops.maximum(state["curvature_bound"], estimate), state["curvature_bound"]),
+            sharpest=ops.where(valid, estimate, state["sharpest"]),
+            probes=[ops.where(valid, u, old) for u, old in zip(direction, state["probes"])])
+
+    def _snapshot_statistics(self, state, values, gradients, references, probe, finite):
         """The variance-reduced direction and the snapshot's running gradient mean; every
         ``pair_interval``-th step of a cycle, the same-batch pair ``(w - w_snap, g - h)``.
         Without a reference gradient it is the batch gradient (see _reference_gradient)."""
         if references is None:
             return state, gradients
+        state = self._measured_curvature(state, probe, finite)
         references = [ops.where(finite, h, 0.0) for h in references]
         weight = ops.cast(finite, "float32")
         sums, count = vr.accumulate(state["reference_sums"], references,

@@ -6,6 +6,7 @@ from keras import ops
 from keras_dlu.optimizers import _pairs
 from keras_dlu.optimizers._block_steps import BlockSteps
 from keras_dlu.optimizers._gradients import dense_gradient
+from keras_dlu.optimizers._pair_memory import PairMemory
 from keras_dlu.optimizers._snapshot_steps import SnapshotSteps
 from keras_dlu.optimizers._subspace import subspace_direction
 from keras_dlu.optimizers._vectors import all_finite, as_list, dot, memory_dots
@@ -13,8 +14,13 @@ from keras_dlu.optimizers._validation import (check_int, check_learning_rate,
                                               check_range)
 
 
+# With the hook, the least model eigenvalue as a share of the newest measured sharpest
+# curvature: steps below 2 / lambda_max, 20% margin for the estimate (a lower bound).
+STABLE_SHARE = 0.6
+
+
 @keras.saving.register_keras_serializable(package="keras_dlu")
-class Proxtone(SnapshotSteps, BlockSteps, keras.optimizers.Optimizer):
+class Proxtone(SnapshotSteps, BlockSteps, PairMemory, keras.optimizers.Optimizer):
     """Optimizer that implements PROXTONE (Shi and Liu), a proximal Newton-type method.
 
     Minimises `mean training loss + l1 * sum(|w|)` over the variables it updates, for the
@@ -41,15 +47,19 @@ class Proxtone(SnapshotSteps, BlockSteps, keras.optimizers.Optimizer):
        (initial matrix `sigma*I`, `sigma = s'y/s's` of the newest pair), is projected onto
        the subspace `span(S, Y, p)` (`2*memory + 1` dimensions, containing `B^{-1}p`
        exactly) and solved there by a small dense eigen-solve whose eigenvalues are
-       floored at `damping * L`, `L = max(initial_curvature, K)`: with same-batch pairs
-       `K` is the largest `y'y/s'y` accepted so far (it never decreases; a cycle's second
-       step gives a one-step pair, which sees the sharp directions), with block pairs the
-       largest over the stored pairs. No step is longer than `1/damping` times the
-       gradient step `p/L`.
+       floored at `damping * L`, `L` the sharpest curvature. With the hook `L` is
+       measured, no hand floor: power iteration on the batch Hessian at each new
+       snapshot (`keras_dlu.optimizers._sharpness`) and the accepted `y'y/s'y` raise it
+       (never decreasing; following the newest estimate let mini-batch noise in), and the
+       floor is at least `STABLE_SHARE` times the newest estimate (steps below
+       `2 / lambda_max` where the pairs missed the sharp directions); the first call's
+       step, traced before the hook, does not move. With block pairs `L = max(
+       initial_curvature, largest y'y/s'y of the stored pairs)`. No step is longer than
+       `1/damping` times the gradient step `p/L`.
     4. Mapped back and proximal L1 step: `x = soft(x + c*lr*d + t*(p - v), t*l1)` with
        `d = -B^{-1}p` (damped), `t = c*lr/max(sigma, damping*L)`; without pairs this is
-       proximal SGD with step `c*lr/initial_curvature`. Coordinates become exactly zero;
-       the minimisers of the objective (`p = 0`) are fixed points.
+       proximal SGD with step `c*lr/max(initial_curvature, damping*L)`. Coordinates
+       become exactly zero; the minimisers of the objective (`p = 0`) are fixed points.
 
     Non-finite gradients skip the step (no state changes but the iteration count), and
     non-finite new weights are never written. No variable is assigned inside a branch (each
@@ -58,11 +68,12 @@ class Proxtone(SnapshotSteps, BlockSteps, keras.optimizers.Optimizer):
     after the N-th are the first-order proximal update `x = soft(x - t*g, t*l1)` with
     `t = c*lr/L`.
 
-    Memory: `2 * memory + 7` parameter-sized vectors (the pairs; the snapshot and its
-    gradient sums; the block sums and means) plus `O(memory**2)` scalars. Cost per step:
-    with the hook, a second forward and backward pass of the batch; one pass over the
-    memory for `2*memory` inner products, one for the linear combination, a few vector
-    operations.
+    Memory: `2 * memory + 8` parameter-sized vectors (the pairs; the snapshot, its
+    gradient sums and the power-iteration direction; the block sums and means) plus
+    `O(memory**2)` scalars. Cost per step: with the hook, a second forward and backward
+    pass of the batch, and at each snapshot `_sharpness.POWER_ITERATIONS` more; one pass
+    over the memory for `2*memory` inner products, one for the linear combination, a few
+    vector operations.
 
     `requires_all_gradients = True` (class attribute): the update needs every gradient and
     variable together (one subspace over the whole parameter vector), so it cannot be
@@ -96,10 +107,10 @@ class Proxtone(SnapshotSteps, BlockSteps, keras.optimizers.Optimizer):
             MLP. Defaults to `0.3`.
         min_pair_cosine: pairs with `cos(s, y)` at or below this, in [0, 1), are dropped.
             Defaults to `0.1`.
-        initial_curvature: `sigma` before the first pair and the least `L` (the first
-            steps are proximal SGD with step `learning_rate / initial_curvature`; no step
-            is longer than `1/damping` times that). Defaults to `10.0` (3.0 halves the
-            convex gap with the hook but can diverge on a small tanh regression).
+        initial_curvature: `sigma` before the first pair; without the hook also the least
+            `L` (the first steps are proximal SGD with step `learning_rate /
+            initial_curvature`; no step is longer than `1/damping` times that). With the
+            hook `L` is measured and this is no floor. Defaults to `10.0`.
         noise_scale: >= 0, weight of the gradient variance in the step scale `c`; `0`
             disables the scaling. Defaults to `0.3`.
         first_order_after: `None`, or the number of steps after which to switch to the
@@ -199,6 +210,9 @@ class Proxtone(SnapshotSteps, BlockSteps, keras.optimizers.Optimizer):
             self._memory.append(self.add_variable((2 * m,) + tuple(variable.shape), "zeros",
                                                   dtype=variable.dtype,
                                                   name=f"{prefix}_pair_memory"))
+        self._probes = [self.add_variable(  # the power-iteration direction (_sharpness)
+            tuple(v.shape), keras.initializers.RandomNormal(seed=index), dtype="float32",
+            name=f"{v.path.replace('/', '_')}_probe") for index, v in enumerate(var_list)]
         (self._value_sums, self._gradient_sums, self._previous_values,
          self._previous_gradients, self._snapshots, self._reference_sums,
          self._difference_sums) = self.add_optimizer_variables(
@@ -222,6 +236,7 @@ class Proxtone(SnapshotSteps, BlockSteps, keras.optimizers.Optimizer):
         self._reference_count = scalar("snapshot_gradient_count")
         self._snapshot_valid = scalar("snapshot_valid")
         self._curvature_bound = scalar("curvature_bound")
+        self._sharpest = scalar("sharpest_curvature")  # the newest power-iteration estimate
         self._difference_square_sum = scalar("snapshot_difference_square_sum")
 
     def update_step(self, gradient, variable, learning_rate):
@@ -232,7 +247,7 @@ class Proxtone(SnapshotSteps, BlockSteps, keras.optimizers.Optimizer):
         """One step, branch-free: no variable is assigned inside a branch (JAX cannot trace
         that), every state variable is assigned once from the values selected for it."""
         gradients = self._dense_gradients(grads, trainable_variables)
-        references = self._take_references(trainable_variables)
+        references, probe = self._take_references(trainable_variables)
         finite = all_finite(gradients + (references or []))
         gradients = [ops.where(finite, g, 0.0) for g in gradients]  # a skipped step adds 0
         lr = ops.cast(learning_rate, "float32")
@@ -240,10 +255,11 @@ class Proxtone(SnapshotSteps, BlockSteps, keras.optimizers.Optimizer):
         state = self._read_state()
         if self._hooked:
             state, direction = self._snapshot_statistics(state, values, gradients,
-                                                         references, finite)
+                                                         references, probe, finite)
         else:
             state, direction = self._block_statistics(state, values, gradients, finite), gradients
-        written = self._written(values, self._move(state, values, direction, lr), finite)
+        written = self._written(values, self._move(state, values, direction, lr),
+                                ops.logical_and(finite, self._bounded(state)))
         if self._hooked:
             state = self._refresh_snapshot(state, written)
         for name, variables in self._state_variables().items():
@@ -261,7 +277,8 @@ class Proxtone(SnapshotSteps, BlockSteps, keras.optimizers.Optimizer):
                   "pair_curvatures": self._pair_curvatures, "pairs_seen": self._pairs_seen,
                   "curvature": self._curvature, "step_scale": self._step_scale}
         if self._hooked:
-            return dict(common, curvature_bound=self._curvature_bound,
+            return dict(common, curvature_bound=self._curvature_bound, probes=self._probes,
+                        sharpest=self._sharpest,
                         difference_sums=self._difference_sums,
                         difference_square_sum=self._difference_square_sum,
                         snapshots=self._snapshots, reference_sums=self._reference_sums,
@@ -291,46 +308,30 @@ class Proxtone(SnapshotSteps, BlockSteps, keras.optimizers.Optimizer):
     def _values(self):
         return [ops.cast(v, "float32") for v in self._trainable_variables]
 
-    def _add_pair(self, state, s, y, has_previous):
-        """The memory, Gram matrix and pair bookkeeping after offering the pair ``(s, y)``."""
-        ss, sy, yy = dot(s, s), dot(s, y), dot(y, y)
-        dots = memory_dots(state["memory"], [s, y], self.memory)
-        finite = ops.logical_and(ops.all(ops.isfinite(ops.stack([ss, sy, yy]))),
-                                 ops.all(ops.isfinite(dots)))
-        accept = _pairs.accept_pair(has_previous, ss, sy, yy, self.min_pair_cosine, finite)
-        slot = ops.cast(ops.argmin(state["stamps"]), "int32")
-        chosen = ops.logical_and(ops.equal(ops.arange(self.memory), slot), accept)
-        return dict(
-            state,
-            memory=[self._store_pair(memory, slot, ds, dy, accept)
-                    for memory, ds, dy in zip(state["memory"], s, y)],
-            gram=_pairs.replace_slot(state["gram"], chosen, dots, ss, sy, yy),
-            stamps=ops.where(chosen, state["pairs_seen"], state["stamps"]),
-            pair_curvatures=ops.where(chosen, yy / ops.maximum(sy, 1e-30),
-                                      state["pair_curvatures"]),
-            curvature=ops.where(accept, ops.clip(sy / ops.maximum(ss, 1e-30), 1e-6, 1e6),
-                                state["curvature"]),
-            pairs_seen=state["pairs_seen"] + ops.cast(accept, "float32"),
-            **({"curvature_bound": ops.where(accept, ops.maximum(
-                state["curvature_bound"], yy / ops.maximum(sy, 1e-30)),
-                state["curvature_bound"])} if self._hooked else {}))
-
-    def _store_pair(self, memory, slot, s, y, accept):
-        """``memory`` with rows ``slot`` and ``slot + m`` set to ``s`` and ``y`` if accepted."""
-        start = [0] * len(memory.shape)
-        stored = memory
-        for row, index in ((s, slot), (y, slot + self.memory)):
-            start[0] = index
-            stored = ops.slice_update(stored, start, ops.cast(row[None], memory.dtype))
-        return ops.where(accept, stored, memory)
+    def _bounded(self, state):
+        """Whether ``L`` is known: always with block pairs (floored), with the hook once it
+        has measured it (the first call's stock step, before any measure, does not move)."""
+        if self._hooked:
+            return ops.greater(state["curvature_bound"], 0.0)
+        return ops.convert_to_tensor(True)
 
     def _largest_curvature(self, state):
-        """``L``: with same-batch pairs, the largest ``y'y/s'y`` ever accepted; with block
-        pairs, the largest of the stored pairs; floored at ``initial_curvature``."""
+        """``L``: with the hook, the largest curvature measured so far (power iteration at
+        each snapshot, and ``y'y/s'y`` of the same-batch pairs; it never decreases); with
+        block pairs, the largest ``y'y/s'y`` of the stored pairs, floored at
+        ``initial_curvature``."""
         if self._hooked:
-            return ops.maximum(state["curvature_bound"], self.initial_curvature)
+            return ops.maximum(state["curvature_bound"], 1e-12)
         return _pairs.largest_curvature(state["pair_curvatures"], state["stamps"],
                                         self.initial_curvature)
+
+    def _eigenvalue_floor(self, state):
+        """``damping * L``; with the hook at least ``STABLE_SHARE`` times the newest
+        power-iteration estimate, so that no step is longer than ``2 / lambda_max``."""
+        floor = self.damping * self._largest_curvature(state)
+        if self._hooked:
+            return ops.maximum(floor, STABLE_SHARE * state["sharpest"])
+        return floor
 
     def _pseudo_gradient(self, values, gradients):
         if self.l1 == 0.0:
@@ -366,7 +367,7 @@ class Proxtone(SnapshotSteps, BlockSteps, keras.optimizers.Optimizer):
         m = self.memory
         pseudo = self._pseudo_gradient(values, gradients)
         dots = memory_dots(state["memory"], [pseudo], m)[:, 0]
-        floor = self.damping * self._largest_curvature(state)
+        floor = self._eigenvalue_floor(state)
         a_s, a_y, a_p = subspace_direction(state["gram"], dots[:m], dots[m:],
                                            dot(pseudo, pseudo), state["stamps"],
                                            state["curvature"], floor)
