@@ -213,7 +213,7 @@ def mnist(seeds, epochs, data):
 _PEAK_CHILD = """
 import json, sys
 from keras_dlu.utils import quiet_tensorflow
-quiet_tensorflow()
+quiet_tensorflow(allocator_stats=True)  # the allocator keeps no statistics otherwise on some CPUs
 import keras
 from keras_dlu.datasets import mnist_samples
 from keras_dlu.memory.measure import step_peak_bytes, stock_train_function
