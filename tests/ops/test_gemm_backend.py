@@ -101,12 +101,17 @@ json.dump(out, sys.stdout)
 """
 
 
-def test_forced_portable_fallback_is_exact_and_warns_once():
-    env = dict(os.environ, KERAS_DLU_GEMM="portable", TF_CPP_MIN_LOG_LEVEL="3")
-    done = subprocess.run([sys.executable, "-c", _FORCED_PORTABLE], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=120)
+def _forced(backend, script, timeout):
+    """The JSON ``script`` prints in a fresh process with ``KERAS_DLU_GEMM=backend``."""
+    env = dict(os.environ, KERAS_DLU_GEMM=backend, TF_CPP_MIN_LOG_LEVEL="3")
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=timeout)
     assert done.returncode == 0, done.stderr[-2000:]
-    result = json.loads(done.stdout)
+    return json.loads(done.stdout)
+
+
+def test_forced_portable_fallback_is_exact_and_warns_once():
+    result = _forced("portable", _FORCED_PORTABLE, timeout=120)
     assert result["info"]["backend"] == "portable"
     assert "KERAS_DLU_GEMM=portable" in result["info"]["detail"]
     assert len(result["warnings"]) == 1 and "portable integer GEMM" in result["warnings"][0]
@@ -156,11 +161,7 @@ def test_float32_route_is_exact_and_warns_once():
     """oneDNN's float32 GEMM on the digits (the route of CPUs without VNNI/AMX), forced:
     bit-exact with the integer reference in each of its three work splits, at the 2**24
     bound of a depth chunk, and announced once."""
-    env = dict(os.environ, KERAS_DLU_GEMM="f32", TF_CPP_MIN_LOG_LEVEL="3")
-    done = subprocess.run([sys.executable, "-c", _FORCED_F32], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    result = json.loads(done.stdout)
+    result = _forced("f32", _FORCED_F32, timeout=300)
     assert result["info"]["backend"] == "onednn_f32"
     assert "KERAS_DLU_GEMM=f32" in result["info"]["detail"]
     assert len(result["warnings"]) == 1 and "float32 GEMM" in result["warnings"][0]
