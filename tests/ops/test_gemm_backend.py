@@ -46,7 +46,9 @@ def test_uses_the_onednn_primitive_where_the_cpu_allows():
         assert "isa" in info["detail"]
 
 
-@pytest.mark.skipif(gemm_info()["backend"] != "onednn", reason="portable GEMM: no cache")
+@pytest.mark.skipif(gemm_info()["backend"] != "onednn",
+                    reason="no integer matmul primitive on this CPU (backend "
+                           f"{gemm_info()['backend']}): no primitive cache")
 @pytest.mark.parametrize("bits", [8, 16])
 def test_primitive_cache_per_shape_and_transposes(bits):
     e = -5 if bits == 8 else -12
@@ -169,7 +171,8 @@ def test_float32_route_is_exact_and_warns_once():
 
 def test_no_warning_on_the_fast_path():
     if gemm_info()["backend"] != "onednn":
-        pytest.skip("this machine uses the portable GEMM")
+        pytest.skip(f"this CPU has no integer matmul primitive (backend "
+                    f"{gemm_info()['backend']}), so the warning is expected")
     from keras_dlu.ops.gemm_info import warn_if_portable
 
     warn_if_portable.cache_clear()
