@@ -156,14 +156,15 @@ def plan_buckets(tensor_sizes, itemsizes, fusion_threshold_bytes=4 * 2**20,
         nbytes = count * itemsize
         if count == 0:
             continue
-        if nbytes >= large:
+        if nbytes >= large:  # alone, pipelined segments
+            alone = (segment, large_tensor_strategy)
+        elif chain is not None and nbytes >= fusion and nbytes > chain:
+            alone = (chain, CHAINED)
+        else:
+            alone = None
+        if alone:
             flush()
-            buckets += segmented(index, count, itemsize, segment, large_tensor_strategy,
-                                 len(buckets))
-            continue
-        if chain is not None and nbytes >= fusion and nbytes > chain:
-            flush()
-            buckets += segmented(index, count, itemsize, chain, CHAINED, len(buckets))
+            buckets += segmented(index, count, itemsize, *alone, len(buckets))
             continue
         limit = first if not buckets else fusion
         if pending and (pending_bytes + nbytes > limit or itemsize != pending_itemsize
