@@ -27,10 +27,7 @@ class Im2colCpuOp : public OpKernel {
 
   void Compute(OpKernelContext* context) override {
     const Tensor& images = context->input(0);
-    OP_REQUIRES(context, images.dims() == 4,
-                absl::InvalidArgumentError(absl::StrCat(
-                    "`images` must be [batch, height, width, channels] (rank 4); got shape ",
-                    images.shape().DebugString())));
+    OP_REQUIRES_OK(context, Window::CheckImages(images));
     const int64_t batch = images.dim_size(0), channels = images.dim_size(3);
     const Axis rows = window_.Rows(images.dim_size(1)), cols = window_.Cols(images.dim_size(2));
     const int64_t depth = rows.size * cols.size * channels;

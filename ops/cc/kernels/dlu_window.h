@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "tensorflow/core/framework/op_kernel.h"
 
 namespace keras_dlu {
@@ -49,6 +50,13 @@ struct Window {
             "`kernel_size`, `strides` and `dilations` must be 2 positive integers each");
     same = padding == "SAME";
     return absl::OkStatus();
+  }
+  // The error of an `images` input that is not [batch, height, width, channels].
+  static absl::Status CheckImages(const ::tensorflow::Tensor& images) {
+    if (images.dims() == 4) return absl::OkStatus();
+    return absl::InvalidArgumentError(absl::StrCat(
+        "`images` must be [batch, height, width, channels] (rank 4); got shape ",
+        images.shape().DebugString()));
   }
   Axis Rows(int64_t height) const {
     return MakeAxis(height, sizes[0], strides[0], dilations[0], same);
