@@ -26,10 +26,10 @@ $(LIBRARY): $(OPS_SOURCES) setup.py | $(ENV_STAMP)
 build: setup
 
 # The whole suite, then (without PYTEST_ARGS) tests/backends on the JAX and PyTorch backends,
-# each in an environment without TensorFlow (.venv-jax, .venv-torch; scripts/test_backends.sh).
+# each in an environment without TensorFlow (.venv-jax, .venv-torch; scripts/test_backends.sh,
+# whose environments are created in the background while the suite runs: scripts/run_tests.sh).
 test: setup
-	$(PY) -m pytest $(PYTEST_ARGS)
-	$(if $(PYTEST_ARGS),,bash scripts/test_backends.sh)
+	PYTEST_ARGS='$(PYTEST_ARGS)' bash scripts/run_tests.sh
 
 test-backends:
 	bash scripts/test_backends.sh

@@ -2,7 +2,9 @@
 # Runs tests/backends on the other Keras backends, each in its own environment without
 # TensorFlow: JAX (.venv-jax) with the pinned Keras and again with the oldest Keras 3 minor
 # that pyproject.toml claims, and PyTorch (.venv-torch, the CPU build of torch) with the
-# pinned Keras. Called by `make test`; a second run reuses the environments.
+# pinned Keras. Called by `make test` (scripts/run_tests.sh), which first runs it as
+# `test_backends.sh prepare` in the background while the main suite runs: that only creates
+# the environments. A second run reuses the environments.
 #
 # Pins: requirements.txt (the lines tagged "jax-env" / "torch-env", plus
 # keras/numpy/pytest/pytest-timeout).
@@ -58,13 +60,19 @@ run() {  # run BACKEND VENV: tests/backends only (tests/conftest.py imports Tens
 pinned=$(grep -E '^keras==' requirements.txt | cut -d= -f3)
 
 JAX_VENV=${JAX_VENV:-.venv-jax}
+TORCH_VENV=${TORCH_VENV:-.venv-torch}
+if [ "${1:-}" = prepare ]; then
+  make_env "$JAX_VENV" jax "$oldest" || { echo "installing the JAX environment failed" >&2; exit 1; }
+  make_env "$TORCH_VENV" torch || say "the PyTorch environment could not be installed"
+  exit 0
+fi
+
 make_env "$JAX_VENV" jax "$oldest" || { echo "installing the JAX environment failed" >&2; exit 1; }
 say "JAX backend, Keras $pinned"
 run jax "$JAX_VENV"
 say "JAX backend, oldest claimed Keras ($oldest)"
 PYTHONPATH="$JAX_VENV/keras-oldest" run jax "$JAX_VENV"
 
-TORCH_VENV=${TORCH_VENV:-.venv-torch}
 if make_env "$TORCH_VENV" torch; then
   say "PyTorch backend ($(grep -E '# torch-env$' requirements.txt | grep -oE '^torch==[^ ]+')), Keras $pinned"
   run torch "$TORCH_VENV"
