@@ -1,31 +1,15 @@
 """DistributedOptimizer under real horovodrun against single-process training.
 
-One launch per process count runs every configuration (see workers/training_worker.py).
-The reference is plain Keras training in one process on the concatenated batch from
-root's initial weights; the tolerance is 1e-5.
+One launch per process count runs every configuration (workers/training_worker.py; the
+``two_ranks`` and ``three_ranks`` fixtures are in conftest.py). The reference is plain Keras
+training in one process on the concatenated batch from root's initial weights; the
+tolerance is 1e-5.
 """
 
 import numpy as np
 import pytest
 
-from tests.support.horovod import read_results, run_horovod
-
-WORKER = "tests/distributed/workers/training_worker.py"
 TOLERANCE = 1e-5
-
-
-@pytest.fixture(scope="module")
-def two_ranks(tmp_path_factory):
-    out = tmp_path_factory.mktemp("np2")
-    run_horovod(WORKER, out, np=2, timeout=420)
-    return read_results(out, 2)
-
-
-@pytest.fixture(scope="module")
-def three_ranks(tmp_path_factory):
-    out = tmp_path_factory.mktemp("np3")
-    run_horovod(WORKER, out, np=3, args=["--quick"], timeout=480)  # 358 s seen at load 10
-    return read_results(out, 3)
 
 
 def check_matches_reference(results):
@@ -58,13 +42,24 @@ def test_two_ranks_match_single_process_training_for_every_optimizer_and_plan(tw
     assert configs["sgd/forward_overlap_chained"]["buckets"] == [[5], [3, 4]] + [[2]] * 4 + [
         [1]] + [[0]] * 2
     for optimizer in two_ranks[0]["optimizers"]:
-        assert any(k.startswith(optimizer + "/") for k in two_ranks[0]["configs"])
+        # every optimizer under some ForwardOverlap plan (several steps per graph)
+        assert any(k.startswith(optimizer + "/forward_overlap") for k in configs), optimizer
+    # every plan with some optimizer
+    assert {k.split("/")[1] for k in configs} == {
+        "default", "forward_overlap", "forward_overlap_last_bucket", "forward_overlap_chained",
+        "fused_and_reduce_scatter", "segmented_allreduce"}
     check_matches_reference(two_ranks)
 
 
 @pytest.mark.multiprocess
 def test_three_ranks_match_single_process_training(three_ranks):
     assert all(r["size"] == 3 for r in three_ranks)
+    # the cases where the rank count changes the work: reduce-scatter pads 3 ranks' shards,
+    # a chain under ForwardOverlap, the default plan; the three optimizers
+    assert {"sgd/default", "adam/forward_overlap_chained",
+            "sdprop/fused_and_reduce_scatter"} <= set(three_ranks[0]["configs"])
+    assert "reduce_scatter" in three_ranks[0]["configs"]["sdprop/fused_and_reduce_scatter"][
+        "kinds"]
     check_matches_reference(three_ranks)
 
 

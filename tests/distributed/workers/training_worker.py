@@ -10,7 +10,7 @@ them all (launches are expensive). ``--quick`` runs a subset (used at -np 3).
 
 import os
 import sys
-import tempfile
+import time
 
 from keras_dlu.utils import quiet_tensorflow
 
@@ -28,6 +28,7 @@ BATCH, STEPS, FEATURES = 4, 3, 8
 
 dist.init()
 RANK, SIZE = dist.rank(), dist.size()
+START = time.perf_counter()
 
 
 def optimizers():
@@ -54,6 +55,23 @@ CONFIGS = {  # together: several fusion thresholds, segment sizes, both large-te
     "segmented_allreduce": {"large_tensor_bytes": 256, "segment_bytes": 60,
                             "large_tensor_strategy": "allreduce", "priority": "after_all"},
 }
+# Which optimizers train under each plan. The plan decides only which collectives carry the
+# gradients; the wrapped optimizer gets the same one apply call per step under every plan. So
+# every plan runs with one or two optimizers (each launch costs a trace), and every optimizer
+# runs under at least one ForwardOverlap plan, where several steps share one graph and its own
+# slots and iteration counter could be read out of order.
+RUNS = {
+    "default": ("sgd", "sdprop"),
+    "forward_overlap": ("adam",),
+    "forward_overlap_last_bucket": ("sgd", "sdprop"),
+    "forward_overlap_chained": ("sgd", "adam"),
+    "fused_and_reduce_scatter": ("adam",),
+    "segmented_allreduce": ("sdprop",),
+}
+# --quick (3 ranks): where the rank count changes the work: reduce-scatter of a length that 3
+# does not divide (padding), a chain under ForwardOverlap, and the default plan.
+QUICK_RUNS = {"default": ("sgd",), "forward_overlap_chained": ("adam",),
+              "fused_and_reduce_scatter": ("sdprop",)}
 
 
 def build_model(seed, hidden=16):
@@ -110,7 +128,19 @@ def max_diff(a, b):
     return float(np.max(np.abs(a - b)))
 
 
-result = {"size": SIZE, "rank": RANK, "configs": {}}
+result = {"size": SIZE, "rank": RANK, "configs": {}, "seconds": {}}
+
+
+def mark(section):
+    """Seconds since ``init()`` at the end of ``section`` (the test prints where time goes)."""
+    result["seconds"][section] = round(time.perf_counter() - START, 1)
+
+
+# The launcher itself: every rank contributes rank + 1 and must receive the mean.
+import horovod.tensorflow as hvd  # noqa: E402
+
+result["launcher_mean"] = hvd.allreduce(tf.fill([3], float(RANK + 1)), op=hvd.Average,
+                                        name="launcher_check").numpy().tolist()
 
 # Rank 0 alone builds and fits an extra model first: Keras' auto-generated layer and
 # optimizer names now differ between ranks, which must not matter to the collectives.
@@ -123,17 +153,19 @@ result["initial_diff_from_root"] = max_diff(flat(build_model(100 + RANK)), flat(
 
 factories = optimizers()
 result["optimizers"] = sorted(factories)
-for opt_name, factory in factories.items():
-    reference = flat(reference_fit(factory))
-    for config_name, config in CONFIGS.items():
-        if QUICK and opt_name == "sgd":
-            continue
-        model, _ = distributed_fit(factory, config)
+references = {}
+for config_name, names in (QUICK_RUNS if QUICK else RUNS).items():
+    for opt_name in names:
+        if opt_name not in references:
+            references[opt_name] = flat(reference_fit(factories[opt_name]))
+        model, _ = distributed_fit(factories[opt_name], CONFIGS[config_name])
         weights = flat(model)
         _, buckets = model.optimizer.plan([tf.zeros(v.shape) for v in model.trainable_variables])
         result["configs"][f"{opt_name}/{config_name}"] = {
-            "diff_to_reference": max_diff(weights, reference), "weights": weights.tolist(),
-            "buckets": [b.variable_indices for b in buckets], "kinds": [b.kind for b in buckets]}
+            "diff_to_reference": max_diff(weights, references[opt_name]),
+            "weights": weights.tolist(), "buckets": [b.variable_indices for b in buckets],
+            "kinds": [b.kind for b in buckets]}
+mark("configs")
 
 # Without averaging (plain optimizer, same broadcast): ranks must end differently.
 plain = build_model(100 + RANK)
@@ -142,6 +174,7 @@ x, y = global_data(STEPS)
 plain.fit(local_slice(x, STEPS), local_slice(y, STEPS), batch_size=BATCH, shuffle=False,
           verbose=0, callbacks=[BroadcastGlobalVariables(0)])
 result["unaveraged_weights"] = flat(plain).tolist()
+mark("unaveraged")
 
 # float16 on the wire (all-gathered and averaged in float32 at 2 ranks, a float16 allreduce at
 # 3), fused buckets and segments: the reference within float16 rounding, ranks equal.
@@ -151,6 +184,7 @@ model, _ = distributed_fit(sgd_fp16, {"compression": "fp16", "fusion_threshold_b
                                       "segment_bytes": 100})
 result["fp16_diff"] = max_diff(flat(model), flat(reference_fit(sgd_fp16)))
 result["fp16_weights"] = flat(model).tolist()
+mark("fp16")
 
 if not QUICK:
     sgd = lambda: keras.optimizers.SGD(0.05)  # noqa: E731
@@ -158,11 +192,13 @@ if not QUICK:
     model, _ = distributed_fit(sgd, {}, rounds=2, passes=2)
     reference = reference_fit(sgd, rounds=2, passes=2)
     result["accumulation_diff"] = max_diff(flat(model), flat(reference))
+    mark("accumulation")
 
     # Loss scaling inside: LossScaleOptimizer(SGD) wrapped.
     lso = lambda: keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(0.05))  # noqa: E731
     model, _ = distributed_fit(lso, {"large_tensor_bytes": 256, "segment_bytes": 100})
     result["loss_scale_diff"] = max_diff(flat(model), flat(reference_fit(lso)))
+    mark("loss_scale")
 
     # Metric averaging: every rank logs the mean of the ranks' own losses.
     average = MetricAverage()
@@ -170,6 +206,7 @@ if not QUICK:
                                      callbacks=[average])
     result["averaged_loss"] = history.history["loss"][0]
     result["local_loss"] = average.local_logs["loss"]
+    mark("metric_average")
 
     # Checkpoint by rank 0, restored on all ranks, continues like an uninterrupted run.
     adam = lambda: keras.optimizers.Adam(0.01)  # noqa: E731
@@ -178,7 +215,6 @@ if not QUICK:
     path = os.path.join(os.environ["KERAS_DLU_TEST_OUT"], "checkpoint.keras")
     if RANK == 0:
         first.save(path)
-    import horovod.tensorflow as hvd
     hvd.allreduce(tf.constant(0.0), name="test.barrier_after_save")
     restored = keras.models.load_model(path)
     result["restored_optimizer"] = type(restored.optimizer).__name__
@@ -187,6 +223,7 @@ if not QUICK:
                  batch_size=BATCH, shuffle=False, verbose=0, callbacks=[BroadcastGlobalVariables(0)])
     result["checkpoint_diff"] = max_diff(flat(restored), flat(uninterrupted))
     result["checkpoint_reference_diff"] = max_diff(flat(restored), flat(reference_fit(adam, rounds=2)))
+    mark("checkpoint")
 
     # Different model shapes per rank: a ValueError naming the variable, on every rank,
     # with one step per call and with several (ForwardOverlap's traced function).
@@ -202,5 +239,6 @@ if not QUICK:
             result[key] = None
         except ValueError as error:
             result[key] = str(error)
+    mark("mismatch")
 
 write_result(RANK, result)
