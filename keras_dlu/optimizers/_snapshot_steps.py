@@ -11,12 +11,81 @@ import warnings
 from keras import ops
 
 from keras_dlu.optimizers import _pairs, _reference_gradient
+from keras_dlu.optimizers import _trust_region as tr
 from keras_dlu.optimizers import _variance_reduction as vr
 from keras_dlu.optimizers._vectors import all_finite, dot
 
 
 class SnapshotSteps:
     """Mixin of ``Proxtone``: the hook's interface and the snapshot statistics."""
+
+    def _build_snapshot_state(self, var_list, scalar):
+        """The state of the hooked step (created in every mode, so that a saved optimizer
+        loads whichever mode the loading model allows)."""
+        (self._snapshots, self._reference_sums, self._difference_sums, self._last_steps,
+         self._last_directions) = self.add_optimizer_variables(
+            var_list, ["snapshot", "snapshot_gradient_sum", "snapshot_difference_sum",
+                       "last_step", "last_direction"])
+        self._reference_count = scalar("snapshot_gradient_count")
+        self._snapshot_valid = scalar("snapshot_valid")
+        self._curvature_bound = scalar("curvature_bound")
+        self._sharpest = scalar("sharpest_curvature")  # the newest power-iteration estimate
+        self._difference_square_sum = scalar("snapshot_difference_square_sum")
+        self._deviation_square_sum = scalar("snapshot_gradient_deviation_square_sum")
+        self._noise_share = scalar("noise_share", 1.0)
+        self._shift_value = scalar("trust_region_shift")  # 0: not set yet (starts at L)
+        self._last_scalars = scalar("last_step_scalars", 0.0, (4,))  # slope, model, l1, valid
+
+    def _snapshot_state_variables(self):
+        return dict(curvature_bound=self._curvature_bound, probes=self._probes,
+                    sharpest=self._sharpest, difference_sums=self._difference_sums,
+                    difference_square_sum=self._difference_square_sum,
+                    snapshots=self._snapshots, reference_sums=self._reference_sums,
+                    reference_count=self._reference_count,
+                    snapshot_valid=self._snapshot_valid,
+                    deviation_square_sum=self._deviation_square_sum,
+                    noise_share=self._noise_share, shift=self._shift_value,
+                    last_steps=self._last_steps, last_directions=self._last_directions,
+                    last_scalars=self._last_scalars)
+
+    def _current_shift(self, state):
+        """The trust-region shift; ``L`` until the first ratio has been measured."""
+        return ops.where(ops.greater(state["shift"], 0.0), state["shift"],
+                         ops.maximum(state["curvature_bound"], 1e-12))
+
+    def _noise_weighted(self, floor, state):
+        """The eigenvalue floor times ``q ** FLOOR_EXPONENT`` (``_trust_region``)."""
+        return tr.noise_weight(state["noise_share"]) * floor
+
+    def _step_ratio_statistics(self, state, direction, finite):
+        """The shift after the last step's ratio ``rho`` (``_trust_region``); with exact
+        gradients (noise share below ``EXACT_SHARE``) the consecutive pair is offered."""
+        slope, model, l1_change, valid = [state["last_scalars"][i] for i in range(4)]
+        valid = ops.logical_and(finite, ops.greater(valid, 0.0))
+        rho = tr.step_ratio(slope, dot(direction, state["last_steps"]), model, l1_change)
+        bound = ops.maximum(state["curvature_bound"], 1e-12)
+        state = dict(state, shift=ops.where(valid, tr.updated_shift(
+            self._current_shift(state), rho, bound), state["shift"]))
+        share = state["noise_share"]
+        exact = ops.logical_and(valid, ops.logical_and(ops.greater_equal(share, 0.0),
+                                                       ops.less(share, tr.EXACT_SHARE)))
+        y = [v - u for v, u in zip(direction, state["last_directions"])]
+        return ops.cond(exact, lambda: self._add_pair(state, state["last_steps"], y, True),
+                        lambda: state)
+
+    def _record_step(self, state, values, written, direction, moved):
+        """The step just taken, its slope ``v'd`` and model change, for the next ratio."""
+        step = [new - x for new, x in zip(written, values)]
+        l1_change = self.l1 * sum(ops.sum(ops.abs(new) - ops.abs(x))
+                                  for new, x in zip(written, values))
+        slope = dot(direction, step)
+        pseudo_slope = dot(self._pseudo_gradient(values, direction), step)
+        scalars = ops.stack([slope, tr.model_change(slope, pseudo_slope, l1_change),
+                             l1_change, ops.cast(moved, "float32")])
+        keep = lambda new, old: [ops.where(moved, a, b) for a, b in zip(new, old)]  # noqa: E731
+        return dict(state, last_steps=keep(step, state["last_steps"]),
+                    last_directions=keep(direction, state["last_directions"]),
+                    last_scalars=ops.where(moved, scalars, state["last_scalars"]))
 
     def _attach_hook(self):
         """Installs the reference-gradient train step; False (and why) if it cannot."""
@@ -85,8 +154,15 @@ class SnapshotSteps:
         state = self._measured_curvature(state, probe, finite)
         references = [ops.where(finite, h, 0.0) for h in references]
         weight = ops.cast(finite, "float32")
+        deviations = tr.welford(state["deviation_square_sum"], state["reference_sums"],
+                                state["reference_count"], references, weight)
         sums, count = vr.accumulate(state["reference_sums"], references,
                                     state["reference_count"], weight)
+        mean = [t / ops.maximum(count, 1.0) for t in sums]
+        pseudo_mean = self._pseudo_gradient(values, mean)
+        share = tr.noise_share(deviations, count, dot(pseudo_mean, pseudo_mean))
+        state = dict(state, deviation_square_sum=deviations, noise_share=ops.where(
+            ops.greater_equal(share, 0.0), share, state["noise_share"]))
         valid = ops.greater(state["snapshot_valid"], 0.0)
         snapshot = [ops.where(valid, w, x) for w, x in zip(state["snapshots"], values)]
         s, y = vr.curvature_pair(values, gradients, snapshot, references)
@@ -112,6 +188,7 @@ class SnapshotSteps:
             reference_sums=[ops.where(refresh, 0.0, t) for t in state["reference_sums"]],
             difference_sums=[ops.where(refresh, 0.0, t) for t in state["difference_sums"]],
             difference_square_sum=ops.where(refresh, 0.0, state["difference_square_sum"]),
+            deviation_square_sum=ops.where(refresh, 0.0, state["deviation_square_sum"]),
             reference_count=ops.where(refresh, 0.0, count), step_scale=step_scale,
             snapshot_valid=ops.ones_like(state["snapshot_valid"]))
 

@@ -7,14 +7,16 @@ on parameter-sized vectors, so its cost does not grow with the model.
 from keras import ops
 
 
-def subspace_direction(gram, s_dot_p, y_dot_p, p_dot_p, stamps, curvature, floor):
+def subspace_direction(gram, s_dot_p, y_dot_p, p_dot_p, stamps, curvature, floor,
+                       shift=0.0):
     """Coefficients of ``d = -B^{-1} p`` in the basis ``V = [S, Y, p]``.
 
     ``B`` is the L-BFGS approximation built from the stored pairs with initial matrix
     ``curvature * I`` (compact form of Byrd, Nocedal and Schnabel, 1994). Since
     ``B^{-1} p`` lies in ``span(S, Y, p)``, minimising ``p'd + d'Bd/2`` over that span is
-    exact; it is done in an orthonormal basis of the span (eigenvectors of the Gram
-    matrix), with the model's eigenvalues floored at ``floor`` (damping).
+    exact (also for ``B + shift * I``); it is done in an orthonormal basis of the span
+    (eigenvectors of the Gram matrix), with the model's eigenvalues shifted by ``shift``
+    and floored at ``floor`` (damping).
 
     Args:
         gram: ``[2m, 2m]`` inner products of ``[S, Y]`` (slot order).
@@ -23,6 +25,8 @@ def subspace_direction(gram, s_dot_p, y_dot_p, p_dot_p, stamps, curvature, floor
         stamps: ``[m]`` insertion counter of each slot, ``-1`` when empty.
         curvature: the scalar ``sigma`` of ``B0 = sigma * I``.
         floor: smallest eigenvalue allowed for the projected model.
+        shift: added to every eigenvalue of the projected model before the floor (the
+            model of ``B + shift * I``; a trust-region shift).
 
     Returns:
         ``(a_s, a_y, a_p)``: ``[m]``, ``[m]`` and scalar, in float64.
@@ -86,7 +90,7 @@ def subspace_direction(gram, s_dot_p, y_dot_p, p_dot_p, stamps, curvature, floor
     model = ops.where(healthy, model, eye)
     gradient = ops.matmul(ops.transpose(basis), ops.where(healthy, g_full[:, -1], 0.0))
     mu, q = ops.eigh(model)
-    mu = ops.maximum(mu, ops.cast(floor, dtype))
+    mu = ops.maximum(mu + ops.cast(shift, dtype), ops.cast(floor, dtype))
     coefficients = -ops.matmul(q, ops.matmul(ops.transpose(q), gradient) / mu)
     a = ops.matmul(basis, coefficients)
     fallback = ops.concatenate([ops.zeros((2 * m,), dtype),

@@ -214,11 +214,9 @@ class Proxtone(SnapshotSteps, BlockSteps, PairMemory, keras.optimizers.Optimizer
             tuple(v.shape), keras.initializers.RandomNormal(seed=index), dtype="float32",
             name=f"{v.path.replace('/', '_')}_probe") for index, v in enumerate(var_list)]
         (self._value_sums, self._gradient_sums, self._previous_values,
-         self._previous_gradients, self._snapshots, self._reference_sums,
-         self._difference_sums) = self.add_optimizer_variables(
+         self._previous_gradients) = self.add_optimizer_variables(
             var_list, ["block_value_sum", "block_gradient_sum", "previous_block_value",
-                       "previous_block_gradient", "snapshot", "snapshot_gradient_sum",
-                       "snapshot_difference_sum"])
+                       "previous_block_gradient"])
 
         def scalar(name, value=0.0, shape=()):
             return self.add_variable(shape, keras.initializers.Constant(value),
@@ -233,11 +231,7 @@ class Proxtone(SnapshotSteps, BlockSteps, PairMemory, keras.optimizers.Optimizer
         self._has_previous = scalar("has_previous_block")
         self._curvature = scalar("curvature", self.initial_curvature)
         self._step_scale = scalar("step_scale", 1.0)
-        self._reference_count = scalar("snapshot_gradient_count")
-        self._snapshot_valid = scalar("snapshot_valid")
-        self._curvature_bound = scalar("curvature_bound")
-        self._sharpest = scalar("sharpest_curvature")  # the newest power-iteration estimate
-        self._difference_square_sum = scalar("snapshot_difference_square_sum")
+        self._build_snapshot_state(var_list, scalar)
 
     def update_step(self, gradient, variable, learning_rate):
         raise NotImplementedError("Proxtone updates all variables together "
@@ -258,9 +252,12 @@ class Proxtone(SnapshotSteps, BlockSteps, PairMemory, keras.optimizers.Optimizer
                                                          references, probe, finite)
         else:
             state, direction = self._block_statistics(state, values, gradients, finite), gradients
-        written = self._written(values, self._move(state, values, direction, lr),
-                                ops.logical_and(finite, self._bounded(state)))
         if self._hooked:
+            state = self._step_ratio_statistics(state, direction, finite)
+        moved = ops.logical_and(finite, self._bounded(state))
+        written = self._written(values, self._move(state, values, direction, lr), moved)
+        if self._hooked:
+            state = self._record_step(state, values, written, direction, moved)
             state = self._refresh_snapshot(state, written)
         for name, variables in self._state_variables().items():
             for variable, value in zip(as_list(variables), as_list(state[name])):
@@ -277,13 +274,7 @@ class Proxtone(SnapshotSteps, BlockSteps, PairMemory, keras.optimizers.Optimizer
                   "pair_curvatures": self._pair_curvatures, "pairs_seen": self._pairs_seen,
                   "curvature": self._curvature, "step_scale": self._step_scale}
         if self._hooked:
-            return dict(common, curvature_bound=self._curvature_bound, probes=self._probes,
-                        sharpest=self._sharpest,
-                        difference_sums=self._difference_sums,
-                        difference_square_sum=self._difference_square_sum,
-                        snapshots=self._snapshots, reference_sums=self._reference_sums,
-                        reference_count=self._reference_count,
-                        snapshot_valid=self._snapshot_valid)
+            return dict(common, **self._snapshot_state_variables())
         return dict(common, value_sums=self._value_sums, gradient_sums=self._gradient_sums,
                     previous_values=self._previous_values,
                     previous_gradients=self._previous_gradients,
@@ -327,11 +318,20 @@ class Proxtone(SnapshotSteps, BlockSteps, PairMemory, keras.optimizers.Optimizer
 
     def _eigenvalue_floor(self, state):
         """``damping * L``; with the hook at least ``STABLE_SHARE`` times the newest
-        power-iteration estimate, so that no step is longer than ``2 / lambda_max``."""
+        power-iteration estimate (no step longer than ``2 / lambda_max``), weighted by the
+        batch-noise share (``_trust_region``: 0 with exact gradients, where the
+        trust-region shift alone bounds the steps)."""
         floor = self.damping * self._largest_curvature(state)
         if self._hooked:
-            return ops.maximum(floor, STABLE_SHARE * state["sharpest"])
+            return self._noise_weighted(ops.maximum(floor, STABLE_SHARE * state["sharpest"]),
+                                        state)
         return floor
+
+    def _shift(self, state):
+        """The trust-region shift of the model's eigenvalues (hook only; else 0)."""
+        if self._hooked:
+            return self._current_shift(state)
+        return ops.zeros((), "float32")
 
     def _pseudo_gradient(self, values, gradients):
         if self.l1 == 0.0:
@@ -368,13 +368,14 @@ class Proxtone(SnapshotSteps, BlockSteps, PairMemory, keras.optimizers.Optimizer
         pseudo = self._pseudo_gradient(values, gradients)
         dots = memory_dots(state["memory"], [pseudo], m)[:, 0]
         floor = self._eigenvalue_floor(state)
+        shift = self._shift(state)
         a_s, a_y, a_p = subspace_direction(state["gram"], dots[:m], dots[m:],
                                            dot(pseudo, pseudo), state["stamps"],
-                                           state["curvature"], floor)
+                                           state["curvature"], floor, shift)
         coefficients = ops.cast(ops.concatenate([a_s, a_y]), "float32")[None, :]
         a_p = ops.cast(a_p, "float32")
         scale = state["step_scale"] * lr
-        t = scale / ops.maximum(state["curvature"], floor)
+        t = scale / ops.maximum(state["curvature"] + shift, floor)
         new_values = []
         for x, g, p, memory in zip(values, gradients, pseudo, state["memory"]):
             flat = ops.reshape(ops.cast(memory, "float32"), (2 * m, -1))
