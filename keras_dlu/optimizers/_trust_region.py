@@ -14,9 +14,10 @@ quadratic term at its minimiser along ``d``).
 With exact gradients (full batch) this is a quasi-Newton method with a trust-region
 safeguard, whose steps approach Newton steps. Mini-batch gradients make ``rho`` noise, so
 the floor of the model's eigenvalues of the earlier design stays, weighted by
-``q ** FLOOR_EXPONENT``, ``q = n / (n + |p(mean h)|^2)`` the batch-noise share: ``n`` the variance of the snapshot gradients
-``h = g_B(w_snap)`` between batches (pure sampling noise: the point is fixed; 0 with one
-batch), ``p(mean h)`` the pseudo-gradient of their mean. With ``q`` below
+``q ** FLOOR_EXPONENT``, ``q = n / (n + |p(mean h)|^2)`` the batch-noise share: ``n`` the
+variance of the snapshot gradients ``h = g_B(w_snap)`` between batches (pure sampling
+noise: the point is fixed; 0 with one batch), ``p(mean h)`` the pseudo-gradient of their
+mean. With ``q`` below
 ``EXACT_SHARE`` the gradients count as exact, and each step also offers the pair of
 consecutive steps ``(x - x_prev, v - v_prev)`` (the classic L-BFGS pair).
 
