@@ -25,7 +25,8 @@ def gemm_info():
     Returns:
         A dict: ``backend`` (``"onednn"``, ``"onednn_f32"`` or ``"portable"``),
         ``detail`` (oneDNN's ISA and its implementation of the last new problem, or why
-        the fast path is not used),
+        the fast path is not used; then which exponent-histogram counter the row passes
+        use, ``"histograms avx512bw"`` or ``"histograms avx2"``),
         ``primitives_created`` (oneDNN primitives built so far, one per new problem) and
         ``cache_hits`` (products that reused a cached primitive).
     """

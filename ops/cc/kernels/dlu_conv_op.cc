@@ -16,6 +16,7 @@
 
 #include "dlu_matmul_cpu.h"
 #include "dlu_op_inputs.h"
+#include "dlu_histogram.h"
 #include "dlu_rows.h"
 #include "dlu_window.h"
 #include "exponent_bin.h"

@@ -14,6 +14,9 @@
 #include <unordered_map>
 #include <vector>
 
+#include "dlu_buffer.h"
+#include "dlu_histogram.h"
+
 #if KERAS_DLU_WITH_DNNL
 #include <dnnl.hpp>
 #endif
@@ -216,11 +219,10 @@ void TransposeBytes(const uint8_t* a, int64_t lda, int64_t m, int64_t k, uint8_t
   }
 }
 
-// Grow-only per-thread buffers for the blocked B, the scratchpad and a copied A.
-void* ThreadBuffer(int slot, size_t bytes) {
-  thread_local std::vector<char> buffers[3];
-  if (buffers[slot].size() < bytes) buffers[slot].resize(bytes);
-  return buffers[slot].data();
+// Grow-only per-thread aligned buffers: 0 the blocked B, 1 the scratchpad, 2 a copied A.
+void* GemmBuffer(int slot, size_t bytes) {
+  thread_local ThreadBuffer buffers[3];
+  return buffers[slot].Get(bytes);
 }
 
 void OnednnGemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const uint8_t* a,
@@ -230,7 +232,7 @@ void OnednnGemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const uint8_t
   if (!stream) stream = std::make_unique<dnnl::stream>(Engine());
   dnnl::engine& engine = Engine();
   if (p->copy_a) {
-    uint8_t* copy = static_cast<uint8_t*>(ThreadBuffer(2, m * k));
+    uint8_t* copy = static_cast<uint8_t*>(GemmBuffer(2, m * k));
     TransposeBytes(a, lda, m, k, copy);
     a = copy;
     ta = false;
@@ -242,7 +244,7 @@ void OnednnGemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const uint8_t
   dnnl::memory c_mem(dnnl::memory::desc(Dims{m, n}, DataType::s32, Dims{n, 1}), engine, c);
   dnnl::memory weights = b_mem;
   if (p->reorder_b) {
-    weights = dnnl::memory(p->b_blocked, engine, ThreadBuffer(0, p->b_blocked.get_size()));
+    weights = dnnl::memory(p->b_blocked, engine, GemmBuffer(0, p->b_blocked.get_size()));
     p->b_reorder->execute(*stream, b_mem, weights);
   }
   std::unordered_map<int, dnnl::memory> args = {
@@ -251,7 +253,7 @@ void OnednnGemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const uint8_t
     dnnl::memory::desc pad(Dims{static_cast<int64_t>(p->scratchpad_bytes)}, DataType::u8,
                            Dims{1});
     args.emplace(DNNL_ARG_SCRATCHPAD,
-                 dnnl::memory(pad, engine, ThreadBuffer(1, p->scratchpad_bytes)));
+                 dnnl::memory(pad, engine, GemmBuffer(1, p->scratchpad_bytes)));
   }
   p->matmul.execute(*stream, args);
   stream->wait();
@@ -432,6 +434,7 @@ GemmInfo GetGemmInfo() {
   info.backend = "portable";
   info.detail = "built without oneDNN";
 #endif
+  info.detail += UseAvx512Histogram() ? "; histograms avx512bw" : "; histograms avx2";
   info.primitives_created = primitives_created.load();
   info.cache_hits = cache_hits.load();
   return info;

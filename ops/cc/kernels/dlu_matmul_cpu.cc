@@ -28,6 +28,7 @@
 #include "dlu_gemm.h"
 #include "dlu_operand.h"
 #include "dlu_quantize.h"
+#include "dlu_histogram.h"
 #include "dlu_rows.h"
 #include "exponent_bin.h"
 
@@ -52,7 +53,7 @@ void FinalizeRows(int64_t i0, int64_t i1, int64_t n, int exponent, const Operand
   const int64_t groups = (i1 - i0 + group - 1) / group;
 #pragma omp parallel num_threads(threads)
   {
-    PairHistogram local;
+    RowHistogram local;
     std::vector<Acc> values(group * n);
 #pragma omp for schedule(static)
     for (int64_t g = 0; g < groups; ++g) {

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "dlu_histogram.h"
 #include "dlu_rows.h"
 #include "exponent_bin.h"
 
@@ -37,20 +38,15 @@ void AddSums(const Digit* q, int64_t r0, int64_t r1, int64_t cols, int32_t shift
 }  // namespace
 
 Buffer ScratchBuffer(int slot, size_t bytes) {
-  thread_local std::unique_ptr<int8_t[]> cache[kScratchSlots];
-  thread_local size_t capacity[kScratchSlots] = {};
+  thread_local ThreadBuffer cache[kScratchSlots];
   Buffer buffer;
   bytes = std::max<size_t>(bytes, 64);
   if (bytes > kMaxCachedBytes) {
-    buffer.owned.reset(new int8_t[bytes]);
+    buffer.owned = AllocateAligned(bytes);
     buffer.ptr = buffer.owned.get();
     return buffer;
   }
-  if (capacity[slot] < bytes) {
-    cache[slot].reset(new int8_t[bytes]);
-    capacity[slot] = bytes;
-  }
-  buffer.ptr = cache[slot].get();
+  buffer.ptr = cache[slot].Get(bytes);
   return buffer;
 }
 
@@ -101,7 +97,7 @@ void QuantizeOperand(const float* x, int64_t rows, int64_t cols, bool by_row, bo
   const int64_t groups = (rows + group - 1) / group;
 #pragma omp parallel num_threads(threads)
   {
-    PairHistogram local;
+    RowHistogram local;
     std::vector<int32_t> q_buffer(bytes_direct ? 0 : group * cols);
     std::vector<int64_t> col_sums((want_sums && !by_row) ? cols : 0, 0);
     std::vector<uint8_t> col_bad(col_flags ? cols : 0, 0);

@@ -12,17 +12,18 @@
 #include <memory>
 #include <vector>
 
+#include "dlu_buffer.h"
+
 namespace keras_dlu {
 
-// Per-thread reusable buffers (grow-only, each slot up to kMaxCachedBytes): repeated
-// products of the same size do not pay the page faults of fresh allocations. A slot's
-// memory stays valid until the next request of that slot on the same thread; larger
-// requests are owned by the Buffer and freed with it. Slots: 0 A, 1 B, 2-6 the product's
+// Per-thread reusable, cache-line aligned buffers (grow-only, each slot up to
+// kMaxCachedBytes; see ThreadBuffer in dlu_buffer.h). Larger requests are owned by the
+// Buffer and freed with it. Slots: 0 A, 1 B, 2-6 the product's
 // partial sums, 7 the backward's second copy of the incoming gradient.
 constexpr int kScratchSlots = 8;
 
 struct Buffer {
-  std::unique_ptr<int8_t[]> owned;
+  AlignedBytes owned;
   int8_t* ptr = nullptr;
   template <typename T>
   T* as() const { return reinterpret_cast<T*>(ptr); }

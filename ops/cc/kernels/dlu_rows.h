@@ -1,5 +1,5 @@
-// Vectorized row passes of the CPU DLU matmul: quantization to integers, exponent bins for
-// the histograms, and scaling of the integer product. Each is exactly the scalar rule of
+// Vectorized row passes of the CPU DLU matmul: quantization to integers and scaling of the
+// integer product (the histograms are in dlu_histogram.h). Each is exactly the scalar rule of
 // dlu_quantize.h / exponent_bin.h; the fast paths are used only where they are provably
 // identical (a float scale 2**-e with |e| <= 126, products that stay normal floats).
 #ifndef KERAS_DLU_OPS_DLU_ROWS_H_
@@ -18,98 +18,6 @@
 #include "exponent_bin.h"
 
 namespace keras_dlu {
-
-// Histogram bin of a float by its bits, kHistogramBins (a discard bin) for zeros,
-// infinities and NaNs: the rule of ExponentBin, written branch-free so loops vectorize.
-inline int32_t BinOrDiscard(uint32_t bits) {
-  const int32_t field = static_cast<int32_t>((bits >> 23) & 0xffu);
-  const bool mantissa = (bits & 0x7fffffu) != 0;
-  int32_t bin = field - 127 + kHistogramOffset;
-  bin = bin < 0 ? 0 : (bin > kHistogramBins - 1 ? kHistogramBins - 1 : bin);
-  bin = field == 0 ? (mantissa ? 0 : kHistogramBins) : bin;
-  return field == 0xff ? kHistogramBins : bin;
-}
-
-// A thread's histogram of bins (kHistogramBins discards), counted two elements per
-// increment: cell a * kSide + b counts the pairs whose bins are (a, b), so a row costs half
-// as many (latency-bound) memory increments. Fold() adds both margins into 64 counters.
-class PairHistogram {
- public:
-  static constexpr int kSide = kHistogramBins + 1;
-
-  PairHistogram() : cells_(kSide * kSide, 0) {}
-
-  // Adds x[0..n); returns whether any element is non-finite.
-  bool AddRow(const float* x, int64_t n) {
-    uint32_t nonfinite = 0;
-    int64_t i = 0;
-#if defined(__AVX2__)
-    const __m256i exponent_mask = _mm256_set1_epi32(0xff), top = _mm256_set1_epi32(0xff);
-    const __m256i magnitude_mask = _mm256_set1_epi32(0x7fffffff), zero = _mm256_setzero_si256();
-    const __m256i offset = _mm256_set1_epi32(127 - kHistogramOffset);
-    const __m256i last = _mm256_set1_epi32(kHistogramBins - 1);
-    const __m256i discard = _mm256_set1_epi32(kHistogramBins);
-    __m256i any_top = zero;
-    // The rule of BinOrDiscard on 8 floats.
-    auto bins = [&](const float* at) {
-      const __m256i bits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(at));
-      const __m256i field = _mm256_and_si256(_mm256_srli_epi32(bits, 23), exponent_mask);
-      const __m256i is_top = _mm256_cmpeq_epi32(field, top);
-      any_top = _mm256_or_si256(any_top, is_top);
-      const __m256i is_zero =
-          _mm256_cmpeq_epi32(_mm256_and_si256(bits, magnitude_mask), zero);
-      const __m256i bin = _mm256_min_epi32(
-          _mm256_max_epi32(_mm256_sub_epi32(field, offset), zero), last);
-      return _mm256_blendv_epi8(bin, discard, _mm256_or_si256(is_top, is_zero));
-    };
-    alignas(32) int32_t cell[8];
-    const __m256i side = _mm256_set1_epi32(kSide);
-    for (; i + 16 <= n; i += 16) {
-      const __m256i index = _mm256_add_epi32(_mm256_mullo_epi32(bins(x + i), side),
-                                             bins(x + i + 8));
-      _mm256_store_si256(reinterpret_cast<__m256i*>(cell), index);
-      for (int t = 0; t < 8; ++t) ++cells_[cell[t]];
-    }
-    nonfinite = !_mm256_testz_si256(any_top, any_top);
-    pairs_ += i / 2;
-#endif
-    for (; i < n; ++i) {
-      uint32_t bits;
-      std::memcpy(&bits, x + i, sizeof(bits));
-      ++singles_[BinOrDiscard(bits)];
-      nonfinite |= ((bits >> 23) & 0xffu) == 0xffu;
-    }
-    if (pairs_ > (int64_t{1} << 31)) Flush();
-    return nonfinite != 0;
-  }
-
-  // Adds the counts to histogram[0..64) (the discard bin is dropped).
-  void Fold(int64_t* histogram) {
-    Flush();
-    for (int b = 0; b < kHistogramBins; ++b) histogram[b] += folded_[b];
-  }
-
- private:
-  void Flush() {
-    for (int a = 0; a < kSide; ++a)
-      for (int b = 0; b < kSide; ++b) {
-        uint32_t& count = cells_[a * kSide + b];
-        folded_[a] += count;
-        folded_[b] += count;
-        count = 0;
-      }
-    for (int b = 0; b < kSide; ++b) {
-      folded_[b] += singles_[b];
-      singles_[b] = 0;
-    }
-    pairs_ = 0;
-  }
-
-  std::vector<uint32_t> cells_;  // uint32: flushed before 2**31 pairs
-  int64_t singles_[kSide] = {};
-  int64_t folded_[kSide] = {};
-  int64_t pairs_ = 0;
-};
 
 // q[i] = quantized x[i] with round-half-to-even (0 for non-finite x), for -100 <= e <= 126:
 // x * 2**-e is then exact in float unless it is below 2**-26 (rounds to 0 either way, also
