@@ -27,14 +27,17 @@ def gemm_info():
         ``detail`` (oneDNN's ISA and its implementation of the last new problem, or why
         the fast path is not used; then which exponent-histogram counter the row passes
         use, ``"histograms avx512bw"`` or ``"histograms avx2"``),
-        ``primitives_created`` (oneDNN primitives built so far, one per new problem) and
-        ``cache_hits`` (products that reused a cached primitive).
+        ``primitives_created`` (oneDNN primitives built so far, one per new problem),
+        ``cache_hits`` (products that reused a cached primitive) and ``float_products``
+        (8-bit products the primitive converted and scaled to float32 itself, no int32
+        pass: every product whose results are all normal floats or zero).
     """
     with tf.init_scope():  # eager even when called while a tf.function is traced
         backend, detail, counters = load_library().keras_dlu_gemm_info()
         counters = counters.numpy()
         return {"backend": backend.numpy().decode(), "detail": detail.numpy().decode(),
-                "primitives_created": int(counters[0]), "cache_hits": int(counters[1])}
+                "primitives_created": int(counters[0]), "cache_hits": int(counters[1]),
+                "float_products": int(counters[2])}
 
 
 @functools.cache

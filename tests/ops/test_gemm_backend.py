@@ -48,6 +48,27 @@ def test_uses_the_onednn_primitive_where_the_cpu_allows():
 
 @pytest.mark.skipif(gemm_info()["backend"] != "onednn",
                     reason="no integer matmul primitive on this CPU (backend "
+                           f"{gemm_info()['backend']}): no float-output primitive")
+def test_8_bit_products_come_out_of_the_primitive_as_floats_where_exact():
+    a, b = _operands((37, 50), (50, 29), 8)
+    # exponent sums whose results are normal floats: converted and scaled by oneDNN
+    for ea, eb, ta, tb in [(-5, -6, False, False), (-60, 40, True, False),
+                           (3, -100, True, True)]:
+        before = gemm_info()["float_products"]
+        check_dlu_matmul(np.ascontiguousarray(a.T) if ta else a,
+                         np.ascontiguousarray(b.T) if tb else b, ea, eb, 8,
+                         transpose_a=ta, transpose_b=tb)
+        assert gemm_info()["float_products"] == before + 1
+    # results that may be subnormal or overflow, and 16 bits: the int32 pass, still exact
+    a, b = _operands((23, 40), (40, 19), 9)  # problems no other test creates first
+    for ea, eb, bits in [(-70, -70, 8), (60, 60, 8), (-12, -12, 16)]:
+        before = gemm_info()["float_products"]
+        check_dlu_matmul(a, b, ea, eb, bits)
+        assert gemm_info()["float_products"] == before
+
+
+@pytest.mark.skipif(gemm_info()["backend"] != "onednn",
+                    reason="no integer matmul primitive on this CPU (backend "
                            f"{gemm_info()['backend']}): no primitive cache")
 @pytest.mark.parametrize("bits", [8, 16])
 def test_primitive_cache_per_shape_and_transposes(bits):

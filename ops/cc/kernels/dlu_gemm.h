@@ -35,11 +35,25 @@ constexpr int64_t kMaxInt32Depth = int64_t{1} << 16;
 void GemmU8S8S32(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k,
                  const uint8_t* a, int64_t lda, const int8_t* b, int64_t ldb, int32_t* c);
 
+// Whether GemmDigitsToFloat is available: the oneDNN integer primitive backend.
+bool HasFloatOutputGemm();
+
+// C (float32, row-major [M, N]) = 2**exponent op(A - 128) op(B), A's digits stored as q + 128
+// as for GemmU8S8S32: oneDNN multiplies the signed digits (s8 x s8, a copy of A XORed with
+// 0x80) and converts and scales the exact int32 sums inside the primitive, so the int32
+// product never goes through memory. Exactly the rounding of the int32 route where every
+// nonzero result is a normal float, so the caller checks FloatScaleIsExact(exponent, 31)
+// (dlu_rows.h) and HasFloatOutputGemm() first. One primitive per problem and exponent.
+void GemmDigitsToFloat(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k,
+                       const uint8_t* a, int64_t lda, const int8_t* b, int64_t ldb,
+                       int exponent, float* c);
+
 struct GemmInfo {
   std::string backend;         // "onednn", "onednn_f32" or "portable"
   std::string detail;          // oneDNN's ISA and implementation, or why portable
   int64_t primitives_created;  // oneDNN primitives built (one per new problem)
   int64_t cache_hits;          // products that reused a cached primitive
+  int64_t float_products;      // products GemmDigitsToFloat wrote
 };
 
 GemmInfo GetGemmInfo();

@@ -13,11 +13,12 @@ class DluGemmInfoOp : public ::tensorflow::OpKernel {
     ::tensorflow::Tensor *backend, *detail, *counters;
     OP_REQUIRES_OK(context, context->allocate_output(0, {}, &backend));
     OP_REQUIRES_OK(context, context->allocate_output(1, {}, &detail));
-    OP_REQUIRES_OK(context, context->allocate_output(2, {2}, &counters));
+    OP_REQUIRES_OK(context, context->allocate_output(2, {3}, &counters));
     backend->scalar<::tensorflow::tstring>()() = info.backend;
     detail->scalar<::tensorflow::tstring>()() = info.detail;
     counters->vec<int64_t>()(0) = info.primitives_created;
     counters->vec<int64_t>()(1) = info.cache_hits;
+    counters->vec<int64_t>()(2) = info.float_products;
   }
 };
 

@@ -38,6 +38,40 @@ namespace {
 // Elements per group of rows in the product pass.
 constexpr int64_t kGroupElements = 4096;
 
+// Sets rows [r0, r1) of the product to NaN where a row of op(A) or column of op(B) is bad.
+void MarkBadRows(int64_t r0, int64_t r1, int64_t n, const Operand& a,
+                 const std::vector<int64_t>& bad_cols, float* product) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  for (int64_t i = r0; i < r1; ++i) {
+    float* row = product + i * n;
+    if (a.bad[i]) {
+      std::fill(row, row + n, nan);
+    } else {
+      for (const int64_t j : bad_cols) row[j] = nan;
+    }
+  }
+}
+
+// Rows [0, m) of a product the GEMM wrote as scaled floats: NaN marks and the histogram.
+void MarkAndCountRows(int64_t m, int64_t n, const Operand& a,
+                      const std::vector<int64_t>& bad_cols, int threads, float* product,
+                      int64_t* histogram) {
+  const int64_t group = std::max<int64_t>(1, kGroupElements / std::max<int64_t>(n, 1));
+  const int64_t groups = (m + group - 1) / group;
+#pragma omp parallel num_threads(threads)
+  {
+    RowHistogram local;
+#pragma omp for schedule(static)
+    for (int64_t g = 0; g < groups; ++g) {
+      const int64_t r0 = g * group, r1 = std::min(m, r0 + group);
+      MarkBadRows(r0, r1, n, a, bad_cols, product);
+      local.AddRow(product + r0 * n, (r1 - r0) * n);  // NaNs fall in no bin
+    }
+#pragma omp critical
+    local.Fold(histogram);
+  }
+}
+
 // Rows [i0, i1) of the product: row_value(i, int32_or_int64* row) writes row i's exact
 // integers into `row`; they are scaled by 2**exponent, NaN where a row/column is bad, and
 // added to the product histogram.
@@ -45,7 +79,6 @@ template <typename Acc, typename RowValue>
 void FinalizeRows(int64_t i0, int64_t i1, int64_t n, int exponent, const Operand& a,
                   const std::vector<int64_t>& bad_cols, RowValue row_value, bool small,
                   int threads, float* product, int64_t* histogram) {
-  const float nan = std::numeric_limits<float>::quiet_NaN();
   // int32 values: a float scale is exact when no result leaves float's normal range;
   // int64 values: `small` when the depth keeps every |value| below 2**51.
   const bool float_exact = sizeof(Acc) == 4 ? FloatScaleIsExact(exponent, 31) : small;
@@ -61,14 +94,7 @@ void FinalizeRows(int64_t i0, int64_t i1, int64_t n, int exponent, const Operand
       for (int64_t i = r0; i < r1; ++i) row_value(i, values.data() + (i - r0) * n);
       float* out = product + r0 * n;
       ScaleRow(values.data(), (r1 - r0) * n, exponent, float_exact, out);
-      for (int64_t i = r0; i < r1; ++i) {
-        float* row = product + i * n;
-        if (a.bad[i]) {
-          std::fill(row, row + n, nan);
-        } else {
-          for (const int64_t j : bad_cols) row[j] = nan;
-        }
-      }
+      MarkBadRows(r0, r1, n, a, bad_cols, product);
       local.AddRow(out, (r1 - r0) * n);  // NaNs fall in no bin
     }
 #pragma omp critical
@@ -89,6 +115,13 @@ int ThreadsFor(int64_t m, int64_t n, int64_t k) {
   return threads;
 }
 
+// Whether the GEMM writes an 8-bit product as scaled floats itself (GemmDigitsToFloat):
+// then B needs no digit sums and there is no int32 product pass.
+bool FloatOutput(int bits, int64_t k, int exponent) {
+  return bits == 8 && k <= kMaxInt32Depth && FloatScaleIsExact(exponent, 31) &&
+         HasFloatOutputGemm();
+}
+
 // product [M, N] = 2**exponent * op(A) op(B) of the operands' exact integers, NaN on the
 // bad rows of op(A) and columns of op(B); `histogram` [64] gets the product's histogram.
 void MultiplyOperands(const Operand& qa, const Operand& qb, int64_t m, int64_t n, int64_t k,
@@ -99,6 +132,12 @@ void MultiplyOperands(const Operand& qa, const Operand& qb, int64_t m, int64_t n
   std::vector<int64_t> bad_cols;
   for (int64_t j = 0; j < n; ++j)
     if (qb.bad[j]) bad_cols.push_back(j);
+  if (FloatOutput(bits, k, exponent)) {
+    GemmDigitsToFloat(ta, tb, m, n, k, reinterpret_cast<const uint8_t*>(qa.hi), qa.ld, qb.hi,
+                      qb.ld, exponent, product);
+    MarkAndCountRows(m, n, qa, bad_cols, threads, product, histogram);
+    return;
+  }
 
   // GEMM of rows [i0, i0 + rows) over depth [k0, k0 + kc) of the given planes.
   auto gemm = [&](const int8_t* a, const int8_t* b, int64_t i0, int64_t rows, int64_t k0,
@@ -212,7 +251,8 @@ void DluMatmulCpu(const DluMatmulArgs& args) {
   }
   QuantizeOperand(args.b, tb ? n : k, tb ? k : n, tb, false, tb, k, args.b_exponent, args.bits,
                   args.stochastic, args.seed_b, threads, &qb, args.stats + kHistogramBins,
-                  {args.b_digits, args.b_flags});
+                  {args.b_digits, args.b_flags},
+                  !FloatOutput(args.bits, k, args.a_exponent + args.b_exponent));
   MultiplyOperands(qa, qb, m, n, k, ta, tb, args.a_exponent + args.b_exponent, args.bits,
                    threads, args.product, args.stats + 2 * kHistogramBins);
 }
@@ -223,22 +263,25 @@ void DluMatmulBackwardCpu(const DluMatmulBackwardArgs& args) {
   // G [M, N] once, as B of dB = x^T G (column sums over M); then its A copy for dA = G W^T.
   Operand g_b, g_a, x_a, w_b;
   std::vector<uint8_t> g_flags(m + n);
+  const int db_exponent = args.a_exponent + args.grad_exponent;
+  const int da_exponent = args.grad_exponent + args.b_exponent;
   QuantizeOperand(args.grad, m, n, false, false, false, m, args.grad_exponent, 8,
                   args.stochastic, args.seed_grad, threads, &g_b, args.stats,
-                  {nullptr, g_flags.data()});
+                  {nullptr, g_flags.data()}, !FloatOutput(8, m, db_exponent));
   if (args.grad_a != nullptr) {
     AsOperandA(g_b, m * n, 7, std::vector<uint8_t>(g_flags.begin(), g_flags.begin() + m),
                &g_a);
-    KeptOperand(args.b_digits, args.b_flags, k, n, true, false, threads, &w_b);  // W^T
-    MultiplyOperands(g_a, w_b, m, k, n, false, true, args.grad_exponent + args.b_exponent, 8,
-                     threads, args.grad_a, args.stats + kHistogramBins);
+    KeptOperand(args.b_digits, args.b_flags, k, n, true, false, threads, &w_b,  // W^T
+                !FloatOutput(8, n, da_exponent));
+    MultiplyOperands(g_a, w_b, m, k, n, false, true, da_exponent, 8, threads, args.grad_a,
+                     args.stats + kHistogramBins);
   } else {
     std::memset(args.stats + kHistogramBins, 0, sizeof(int64_t) * kHistogramBins);
   }
   KeptOperand(reinterpret_cast<const int8_t*>(args.a_digits), args.a_flags, m, k, false, true,
               threads, &x_a);  // op(A) = x^T
-  MultiplyOperands(x_a, g_b, k, n, m, true, false, args.a_exponent + args.grad_exponent, 8,
-                   threads, args.grad_b, args.stats + 2 * kHistogramBins);
+  MultiplyOperands(x_a, g_b, k, n, m, true, false, db_exponent, 8, threads, args.grad_b,
+                   args.stats + 2 * kHistogramBins);
 }
 
 template <typename T>

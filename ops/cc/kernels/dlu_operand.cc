@@ -93,7 +93,7 @@ Buffer ScratchBuffer(int slot, size_t bytes) {
 void QuantizeOperand(const float* x, int64_t rows, int64_t cols, bool by_row, bool is_a,
                      bool transposed, int64_t depth, int exponent, int bits, bool stochastic,
                      uint64_t seed, int threads, Operand* out, int64_t* histogram,
-                     KeptDigits kept) {
+                     KeptDigits kept, bool b_sums) {
   const int64_t count = rows * cols;
   const int64_t op_size = by_row ? rows : cols;
   int8_t* base = kept.digits;
@@ -115,7 +115,7 @@ void QuantizeOperand(const float* x, int64_t rows, int64_t cols, bool by_row, bo
     out->lo = lo;
     out->both = base;
   }
-  const bool want_sums = bits == 16 || !is_a;
+  const bool want_sums = bits == 16 || (!is_a && b_sums);
   const int32_t sum_shift = bits == 16 ? 128 : 0;
   const int32_t digit_shift = is_a ? 128 : 0;  // A's digits are stored unsigned
   out->sums.assign(want_sums ? op_size : 0, 0);
@@ -193,13 +193,14 @@ void QuantizeOperand(const float* x, int64_t rows, int64_t cols, bool by_row, bo
 }
 
 void KeptOperand(const int8_t* digits, const uint8_t* flags, int64_t rows, int64_t cols,
-                 bool by_row, bool is_a, int threads, Operand* out) {
+                 bool by_row, bool is_a, int threads, Operand* out, bool b_sums) {
   out->hi = digits;
   out->ld = cols;
   const uint8_t* op_flags = by_row ? flags : flags + rows;
   out->bad.assign(op_flags, op_flags + (by_row ? rows : cols));
-  out->sums.assign(is_a ? 0 : (by_row ? rows : cols), 0);
-  if (is_a) return;  // 8-bit A needs no sums
+  const bool want_sums = !is_a && b_sums;  // 8-bit A needs no sums
+  out->sums.assign(want_sums ? (by_row ? rows : cols) : 0, 0);
+  if (!want_sums) return;
   int64_t* sums = out->sums.data();
   const int64_t group = std::max<int64_t>(1, kGroupElements / std::max<int64_t>(cols, 1));
   const int64_t groups = (rows + group - 1) / group;
@@ -221,8 +222,11 @@ void AsOperandA(const Operand& b, int64_t count, int slot, std::vector<uint8_t> 
   out->data = ScratchBuffer(slot, count);
   const uint8_t* from = reinterpret_cast<const uint8_t*>(b.hi);
   uint8_t* to = reinterpret_cast<uint8_t*>(out->data.ptr);
+  constexpr int64_t kPiece = int64_t{1} << 16;
+  const int64_t pieces = (count + kPiece - 1) / kPiece;
 #pragma omp parallel for schedule(static) if (count > (1 << 18))
-  for (int64_t i = 0; i < count; ++i) to[i] = from[i] ^ 0x80u;  // q + 128 (mod 256)
+  for (int64_t p = 0; p < pieces; ++p)  // q + 128 (mod 256)
+    XorBytes(from + p * kPiece, std::min(kPiece, count - p * kPiece), 0x80, to + p * kPiece);
   out->hi = out->data.ptr;
   out->ld = b.ld;
   out->bad = std::move(bad);

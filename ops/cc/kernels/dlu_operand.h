@@ -55,16 +55,17 @@ struct KeptDigits {
 // x is stored [rows, cols]; `by_row` says whether the op index (row of op(A) or column of
 // op(B)) is the stored row. `is_a` picks the digit-plane layout (see Operand), `depth` is
 // the op's inner dimension. Fills `histogram` [64] with the exponent histogram of x.
+// `b_sums`: false when an 8-bit B's digit sums are not needed (GemmDigitsToFloat).
 void QuantizeOperand(const float* x, int64_t rows, int64_t cols, bool by_row, bool is_a,
                      bool transposed, int64_t depth, int exponent, int bits, bool stochastic,
                      uint64_t seed, int threads, Operand* out, int64_t* histogram,
-                     KeptDigits kept = {});
+                     KeptDigits kept = {}, bool b_sums = true);
 
 // An 8-bit Operand over kept digits [rows, cols] (A: q + 128, B: q) and their flags
-// [rows + cols] (see KeptDigits); `by_row` as in QuantizeOperand. B's sums are computed
-// from the digits.
+// [rows + cols] (see KeptDigits); `by_row` and `b_sums` as in QuantizeOperand. B's sums are
+// computed from the digits.
 void KeptOperand(const int8_t* digits, const uint8_t* flags, int64_t rows, int64_t cols,
-                 bool by_row, bool is_a, int threads, Operand* out);
+                 bool by_row, bool is_a, int threads, Operand* out, bool b_sums = true);
 
 // The A operand (q + 128, same layout) of an 8-bit B operand's `count` digits, written to
 // `slot`'s scratch buffer; `bad` are its flags per op-row of A.

@@ -10,11 +10,11 @@ REGISTER_OP("KerasDluGemmInfo")
     .SetShapeFn([](::tensorflow::shape_inference::InferenceContext* c) {
       c->set_output(0, c->Scalar());
       c->set_output(1, c->Scalar());
-      c->set_output(2, c->Vector(2));
+      c->set_output(2, c->Vector(3));
       return absl::OkStatus();
     })
     .Doc(R"doc(
 The CPU integer GEMM behind KerasDluMatmul: backend ("onednn" or "portable"), detail
 (oneDNN's ISA and primitive implementation, or why the portable loop is used) and counters
-[primitives created, cached primitive reuses].
+[primitives created, cached primitive reuses, products written as floats by the primitive].
 )doc");
