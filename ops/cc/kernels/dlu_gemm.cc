@@ -18,6 +18,7 @@
 
 #include "dlu_buffer.h"
 #include "dlu_histogram.h"
+#include "dlu_pack.h"
 
 #if KERAS_DLU_WITH_DNNL
 #include <dnnl.hpp>
@@ -69,6 +70,7 @@ struct Primitive {
   dnnl::matmul matmul;
   dnnl::memory::desc b_plain, b_blocked;
   bool reorder_b = false;
+  bool pack_b = false;  // the layout PackBlockedB writes (dlu_pack.h), else oneDNN's reorder
   std::unique_ptr<dnnl::reorder> b_reorder;
   size_t scratchpad_bytes = 0;
   // A transposed ([K, M] as stored) is copied to row-major [M, K] first where only the
@@ -189,8 +191,12 @@ std::shared_ptr<Primitive> CreatePrimitive(const Key& key) {
   if (pd.weights_desc() != p->b_plain) {
     p->reorder_b = true;
     p->b_blocked = pd.weights_desc();
-    p->b_reorder = std::make_unique<dnnl::reorder>(
-        dnnl::reorder::primitive_desc(Engine(), p->b_plain, Engine(), p->b_blocked));
+    p->pack_b = p->b_blocked == dnnl::memory::desc(Dims{k, n}, DataType::s8,
+                                                   dnnl::memory::format_tag::BA16a64b4a);
+    if (!p->pack_b) {
+      p->b_reorder = std::make_unique<dnnl::reorder>(
+          dnnl::reorder::primitive_desc(Engine(), p->b_plain, Engine(), p->b_blocked));
+    }
   } else {
     p->b_blocked = p->b_plain;
   }
@@ -272,8 +278,13 @@ void OnednnGemm(const Key& key, const uint8_t* a, const int8_t* b, void* c) {
       engine, c);
   dnnl::memory weights = b_mem;
   if (p->reorder_b) {
-    weights = dnnl::memory(p->b_blocked, engine, GemmBuffer(0, p->b_blocked.get_size()));
-    p->b_reorder->execute(*stream, b_mem, weights);
+    void* blocked = GemmBuffer(0, p->b_blocked.get_size());
+    weights = dnnl::memory(p->b_blocked, engine, blocked);
+    if (p->pack_b) {
+      PackBlockedB(b, tb, ldb, k, n, static_cast<int8_t*>(blocked));
+    } else {
+      p->b_reorder->execute(*stream, b_mem, weights);
+    }
   }
   std::unordered_map<int, dnnl::memory> args = {
       {DNNL_ARG_SRC, a_mem}, {DNNL_ARG_WEIGHTS, weights}, {DNNL_ARG_DST, c_mem}};
