@@ -59,6 +59,12 @@ def test_8_bit_products_come_out_of_the_primitive_as_floats_where_exact():
                          np.ascontiguousarray(b.T) if tb else b, ea, eb, 8,
                          transpose_a=ta, transpose_b=tb)
         assert gemm_info()["float_products"] == before + 1
+    # full 64 x 64 blocks of the packed B (dlu_pack.cc) beside partial ones, every transpose
+    big_a, big_b = _operands((70, 130), (130, 150), 11)
+    for ta, tb in [(False, False), (True, False), (False, True), (True, True)]:
+        check_dlu_matmul(np.ascontiguousarray(big_a.T) if ta else big_a,
+                         np.ascontiguousarray(big_b.T) if tb else big_b, -5, -6, 8,
+                         transpose_a=ta, transpose_b=tb)
     # results that may be subnormal or overflow, and 16 bits: the int32 pass, still exact
     a, b = _operands((23, 40), (40, 19), 9)  # problems no other test creates first
     for ea, eb, bits in [(-70, -70, 8), (60, 60, 8), (-12, -12, 16)]:

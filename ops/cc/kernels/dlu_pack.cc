@@ -47,19 +47,20 @@ void PackFullBlockColumns(const int8_t* b, int64_t ldb, int64_t k0, int64_t n0, 
   }
 }
 
-// Any block, element by element (partial blocks at the edges, transposed B): op(B)[kk][j]
-// is b[kk * ldb + j], or b[j * ldb + kk] when transposed; zeros beyond K and N.
-void PackBlockElements(const int8_t* b, bool transposed, int64_t ldb, int64_t k, int64_t n,
-                       int64_t k0, int64_t n0, int8_t* out) {
-  for (int64_t g = 0; g < kPackBlock / kGroup; ++g)
-    for (int64_t j = 0; j < kPackBlock; ++j) {
-      int8_t* to = out + (g * kPackBlock + j) * kGroup;
-      const int64_t col = n0 + j;
-      for (int64_t d = 0; d < kGroup; ++d) {
-        const int64_t kk = k0 + kGroup * g + d;
-        to[d] = (kk < k && col < n) ? (transposed ? b[col * ldb + kk] : b[kk * ldb + col]) : 0;
-      }
-    }
+// A block at the edge of B: its valid part copied into a zero-padded 64 x 64 tile (stored
+// like B), which then packs as a full block.
+void PackEdgeBlock(const int8_t* b, bool transposed, int64_t ldb, int64_t k, int64_t n,
+                   int64_t k0, int64_t n0, int8_t* out) {
+  alignas(64) int8_t tile[kBlockBytes] = {};
+  const int64_t rows = std::min(kPackBlock, (transposed ? n - n0 : k - k0));
+  const int64_t cols = std::min(kPackBlock, (transposed ? k - k0 : n - n0));
+  const int8_t* from = transposed ? b + n0 * ldb + k0 : b + k0 * ldb + n0;
+  for (int64_t r = 0; r < rows; ++r) std::memcpy(tile + r * kPackBlock, from + r * ldb, cols);
+  if (transposed) {
+    PackFullBlockColumns(tile, kPackBlock, 0, 0, out);
+  } else {
+    PackFullBlockRows(tile, kPackBlock, 0, 0, out);
+  }
 }
 
 }  // namespace
@@ -78,7 +79,7 @@ void PackBlockedB(const int8_t* b, bool transposed, int64_t ldb, int64_t k, int6
     } else if (full) {
       PackFullBlockColumns(b, ldb, k0, n0, to);
     } else {
-      PackBlockElements(b, transposed, ldb, k, n, k0, n0, to);
+      PackEdgeBlock(b, transposed, ldb, k, n, k0, n0, to);
     }
   }
 }
