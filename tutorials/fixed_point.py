@@ -12,6 +12,7 @@ statistics to TensorBoard and plots the exponent trajectories.
 """
 
 import argparse
+import importlib.util
 import os
 import time
 
@@ -27,12 +28,21 @@ from keras_dlu.quantization import FixedPointPolicy, quantize_model  # noqa: E40
 from keras_dlu.utils import mnist_lenet as lenet  # noqa: E402
 from keras_dlu.utils import reports_dir  # noqa: E402
 
-# Training-step time of quantize_model(bits=8) on the MLP 784-2048-2048-10 at batch 256
-# (SGD, train_on_batch), from `python benchmarks/fixed_point.py` (targets list, full run of
-# 2026-12-02 04:13, 2 shared cores, the layers keeping int8 operands for the backward):
-# 155 ms vs float32 175 ms vs mixed_bfloat16 310 ms, and two runs of the same code at 03:55
-# and 04:00; the range over the three runs (README, fixed-point section).
-STEP_TIME_VS_PEERS = "MLP-2048 step 0.69-0.89x float32, 0.41-0.57x mixed_bfloat16"
+BENCHMARK = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                         "benchmarks", "fixed_point.py")
+
+
+def step_time_vs_peers(repeats=5, steps=3):
+    """The 8-bit training step of the MLP 784-2048-2048-10 at batch 256 beside float32 and
+    Keras ``mixed_bfloat16``, measured now and side by side by ``benchmarks/fixed_point.py``'s
+    step timing (fewer repeats than its own run), as a label:
+    ``"MLP-2048 step 0.62x float32, 1.34x mixed_bfloat16"``."""
+    spec = importlib.util.spec_from_file_location("keras_dlu_fixed_point_benchmark", BENCHMARK)
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    ratio = benchmark.step_times(kinds=("mlp",), repeats=repeats, steps=steps)["mlp"]["dlu8_over"]
+    return (f"MLP-2048 step {ratio['float32']:.2f}x float32, "
+            f"{ratio['mixed_bfloat16']:.2f}x mixed_bfloat16")
 
 
 def train(model, data, epochs, callbacks=(), verbose=0):
