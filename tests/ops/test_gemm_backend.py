@@ -46,9 +46,9 @@ def test_uses_the_onednn_primitive_where_the_cpu_allows():
         assert "isa" in info["detail"]
 
 
-@pytest.mark.skipif(gemm_info()["backend"] != "onednn",
-                    reason="no integer matmul primitive on this CPU (backend "
-                           f"{gemm_info()['backend']}): no float-output primitive")
+@pytest.mark.skipif("isa avx512_core_amx" not in gemm_info()["detail"],
+                    reason="no AMX-INT8 on this CPU (oneDNN ISA: "
+                           f"{gemm_info()['detail']}): no float-output primitive")
 def test_8_bit_products_come_out_of_the_primitive_as_floats_where_exact():
     a, b = _operands((37, 50), (50, 29), 8)
     # exponent sums whose results are normal floats: converted and scaled by oneDNN
@@ -71,6 +71,33 @@ def test_8_bit_products_come_out_of_the_primitive_as_floats_where_exact():
         before = gemm_info()["float_products"]
         check_dlu_matmul(a, b, ea, eb, bits)
         assert gemm_info()["float_products"] == before
+
+
+_VNNI_ONLY = r"""
+import json
+import numpy as np
+from keras_dlu.utils import quiet_tensorflow
+quiet_tensorflow()
+from keras_dlu.ops import gemm_info
+from tests.support.fixed_point import check_dlu_matmul
+rng = np.random.default_rng(0)
+for ta in (False, True):
+    a = rng.standard_normal((130, 70)).astype(np.float32)
+    b = rng.standard_normal((130, 150)).astype(np.float32)
+    check_dlu_matmul(a if ta else a.T.copy(), b, -5, -6, 8, transpose_a=ta)
+print(json.dumps(gemm_info()))
+"""
+
+
+def test_vnni_kernels_keep_the_int32_route():
+    """Without AMX (oneDNN limited to AVX-512 VNNI), a signed A would need oneDNN's slow
+    compensating weight reorder: products stay on the u8 x s8 -> s32 route, still exact."""
+    env = dict(os.environ, ONEDNN_MAX_CPU_ISA="AVX512_CORE_VNNI", TF_CPP_MIN_LOG_LEVEL="3")
+    done = subprocess.run([sys.executable, "-c", _VNNI_ONLY], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    info = json.loads(done.stdout.strip().splitlines()[-1])
+    assert info["float_products"] == 0 and "amx" not in info["detail"], info
 
 
 @pytest.mark.skipif(gemm_info()["backend"] != "onednn",

@@ -35,7 +35,8 @@ constexpr int64_t kMaxInt32Depth = int64_t{1} << 16;
 void GemmU8S8S32(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k,
                  const uint8_t* a, int64_t lda, const int8_t* b, int64_t ldb, int32_t* c);
 
-// Whether GemmDigitsToFloat is available: the oneDNN integer primitive backend.
+// Whether GemmDigitsToFloat is available: the oneDNN integer primitive backend on a CPU with
+// AMX-INT8 (see HasAmx in dlu_gemm.cc).
 bool HasFloatOutputGemm();
 
 // C (float32, row-major [M, N]) = 2**exponent op(A - 128) op(B), A's digits stored as q + 128
