@@ -84,12 +84,13 @@ class DLUConv2D(DLUProductMixin, keras.layers.Conv2D):
         return tf.stack([shape[0], sizes[0], sizes[1], self.filters])
 
     def _product(self, images, kernel, x_exponent, kernel_exponent, keep_digits=False,
-                 grad_a=True, bits=None, **arguments):
+                 grad_a=True, bits=None, product_histograms=True, **arguments):
         """The patches' product: from the image's digits when they are kept (8-bit CPU
         training), else float32 patches through ``dlu_matmul``."""
         if keep_digits:
             return dlu_conv2d(images, kernel, x_exponent, kernel_exponent, **self._window(),
-                              grad_images=grad_a, **arguments)
+                              grad_images=grad_a, product_histograms=product_histograms,
+                              **arguments)
         patches = im2col(images, **self._window())
         flat = tf.reshape(patches, [-1, kernel.shape[0]])
         return dlu_matmul(flat, kernel, x_exponent, kernel_exponent, bits=bits, **arguments)

@@ -14,7 +14,8 @@ digits of ``Q(x)`` and ``Q(W)`` (one byte per element) for the backward, which q
 only ``dy`` (``dlu_matmul(keep_digits=True)``): the saved activation is int8, not float32. The
 histograms the op returns (forward
 ``stats``; backward through the ``grad_stats_sink`` contract) feed ``FixedPointPolicy``,
-which sets the exponents of the next step.
+which sets the exponents of the next step. The products' own histograms are not read by
+the policy, so the kept-digit ops leave them uncounted (``product_histograms=False``).
 """
 
 import keras
@@ -101,7 +102,8 @@ class DLUProductMixin:
         product, stats = self._product(
             x, kernel, x_exponent, kernel_exponent, **arguments,
             grad_exponent=grad_exponent, grad_stats_sink=self._gradient_statistics(kernel),
-            keep_digits=keep, grad_a=not keep or _needs_gradient(x))
+            keep_digits=keep, grad_a=not keep or _needs_gradient(x),
+            **({"product_histograms": False} if keep else {}))
         self.policy.update(states["inputs"], stats[0])
         self.policy.update(states["kernel"], stats[1])
         return product

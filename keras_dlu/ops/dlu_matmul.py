@@ -65,7 +65,8 @@ _GRAD_SEED_KEY = 0x7F4A7C159E3779B9
 
 def dlu_matmul(a, b, a_exponent, b_exponent, bits=8, rounding="nearest", seed=None, *,
                grad_exponent=None, grad_stats_sink=None, transpose_a=False,
-               transpose_b=False, keep_digits=False, grad_a=True, name=None):
+               transpose_b=False, keep_digits=False, grad_a=True, product_histograms=True,
+               name=None):
     """Dynamic fixed-point product ``op(a) @ op(b)`` with the DLU analysis block fused in.
 
     Each operand is quantized with its own exponent,
@@ -97,6 +98,11 @@ def dlu_matmul(a, b, a_exponent, b_exponent, bits=8, rounding="nearest", seed=No
         grad_a: with ``keep_digits``, False when ``a`` needs no gradient (a network's
             input): the backward computes only ``dB``, ``a`` gets None and row 1 of the
             sink's gradient is zeros. Default True.
+        product_histograms: with ``keep_digits``, False leaves the histograms of the
+            products uncounted (zeros): ``stats[2]`` and rows 1 and 2 of the sink's
+            gradient. Counting them reads each product back (the dW of a 2048x2048 layer
+            is 16 MB); the DLU layers read only the operands' and the incoming gradient's
+            histograms and pass False. Default True.
         name: optional op name.
 
     Returns:
@@ -109,7 +115,8 @@ def dlu_matmul(a, b, a_exponent, b_exponent, bits=8, rounding="nearest", seed=No
         TypeError: non-float operands, non-integer exponents or seed.
         ValueError: wrong ranks, inner-dimension mismatch, ``bits`` not in {8, 16},
             unknown ``rounding``, exponent out of range, bad sink shape, ``keep_digits``
-            with 16 bits or a transpose.
+            with 16 bits or a transpose, ``grad_a`` or ``product_histograms`` False
+            without ``keep_digits``.
     """
     check_bits(bits, MATMUL_BITS)
     check_rounding(rounding)
@@ -118,6 +125,8 @@ def dlu_matmul(a, b, a_exponent, b_exponent, bits=8, rounding="nearest", seed=No
                          f"bits={bits}, transpose_a={transpose_a}, transpose_b={transpose_b}.")
     if not grad_a and not keep_digits:
         raise ValueError("`grad_a=False` needs keep_digits=True.")
+    if not product_histograms and not keep_digits:
+        raise ValueError("`product_histograms=False` needs keep_digits=True.")
     warn_if_portable()
     a = _matrix(a, "a")
     b = _matrix(b, "b")
@@ -138,7 +147,8 @@ def dlu_matmul(a, b, a_exponent, b_exponent, bits=8, rounding="nearest", seed=No
     if keep_digits:
         return load_library().keras_dlu_matmul_fused(
             a, b, a_exponent, b_exponent, seeds, grad_exponent, grad_stats_sink,
-            rounding=rounding, compute_grad_a=grad_a, name=name)[:2]
+            rounding=rounding, compute_grad_a=grad_a,
+            product_histograms=bool(product_histograms), name=name)[:2]
     return _op(a, b, a_exponent, b_exponent, seeds, grad_exponent, grad_stats_sink, bits,
                rounding, transpose_a, transpose_b, name)
 
@@ -253,7 +263,8 @@ def kept_digits_backward(op, grad):
     da, db, stats = load_library().keras_dlu_matmul_fused_grad(
         grad, a_digits, a_flags, b_digits, b_flags, ea, eb,
         _grad_exponent(grad_exponent, grad, 8), _grad_seed(seeds[0]),
-        rounding=string_attr(op, "rounding"), compute_grad_a=grad_a)
+        rounding=string_attr(op, "rounding"), compute_grad_a=grad_a,
+        product_histograms=op.get_attr("product_histograms"))
     return da if grad_a else None, db, tf.cast(stats, sink.dtype)
 
 

@@ -82,7 +82,8 @@ def col2im(patches, image_shape, kernel_size, strides=1, dilations=1, padding="V
 
 def dlu_conv2d(images, kernel, images_exponent, kernel_exponent, kernel_size, strides=1,
                dilations=1, padding="VALID", rounding="nearest", seed=None, *,
-               grad_exponent=None, grad_stats_sink=None, grad_images=True, name=None):
+               grad_exponent=None, grad_stats_sink=None, grad_images=True,
+               product_histograms=True, name=None):
     """8-bit dynamic fixed-point convolution ``im2col(images) @ kernel`` from the image's
     digits (CPU; see the module docstring).
 
@@ -99,6 +100,8 @@ def dlu_conv2d(images, kernel, images_exponent, kernel_exponent, kernel_size, st
         kernel_size, strides, dilations, padding: the window, as ``im2col``.
         rounding, seed, grad_exponent, grad_stats_sink: as ``dlu_matmul``.
         grad_images: False when ``images`` needs no gradient (a network's input).
+        product_histograms: False leaves the products' histograms uncounted, as
+            ``dlu_matmul``'s.
         name: optional op name.
 
     Returns:
@@ -124,7 +127,8 @@ def dlu_conv2d(images, kernel, images_exponent, kernel_exponent, kernel_size, st
         exponent_tensor(kernel_exponent, "kernel_exponent"), operand_seeds(seed, rounding),
         grad_exponent, stats_sink(grad_stats_sink),
         **_window(kernel_size, strides, dilations, padding), rounding=rounding,
-        compute_grad_a=grad_images, name=name)[:2]
+        compute_grad_a=grad_images, product_histograms=bool(product_histograms),
+        name=name)[:2]
 
 
 @tf.RegisterGradient("KerasDluConv2dFused")

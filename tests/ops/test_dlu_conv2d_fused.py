@@ -59,6 +59,14 @@ def test_equals_the_float_patch_path_bit_for_bit(window, nonfinite):
         np.testing.assert_array_equal(got.numpy(), want.numpy())
     assert np.isnan(fused[0].numpy()).any() == nonfinite
     assert fused[1].numpy()[0].sum() > 0
+    # without the products' histograms (what DLUConv2D asks for): only those rows are zeros
+    lean = _run(lambda a, b, sink: dlu_conv2d(a, b, -5, -6, **window, grad_stats_sink=sink,
+                                              product_histograms=False, **args), x, kernel, dy)
+    for got, want in zip(lean[:1] + lean[2:4], fused[:1] + fused[2:4]):
+        np.testing.assert_array_equal(got.numpy(), want.numpy())
+    np.testing.assert_array_equal(lean[1].numpy()[:2], fused[1].numpy()[:2])
+    np.testing.assert_array_equal(lean[4].numpy()[0], fused[4].numpy()[0])
+    assert not lean[1].numpy()[2].any() and not lean[4].numpy()[1:].any()
 
 
 def test_stochastic_rounding_keys_on_the_image():

@@ -159,3 +159,19 @@ def test_without_grad_a_only_the_second_operand_gets_its_gradient():
     assert not dsink.numpy()[1].any() and want[4][1].any()
     with pytest.raises(ValueError, match=r"`grad_a=False` needs keep_digits=True"):
         dlu_matmul(a, b, 0, 0, grad_a=False)
+
+
+@pytest.mark.parametrize("ea,eb,eg", [(-5, -6, -4), (-70, -70, -4)])  # float / int32 route
+def test_without_product_histograms_only_those_rows_are_zeros(ea, eb, eg):
+    a, b, g = _problem(70, 130, 150, 3, 2.0**(ea + 5), 2.0**(eb + 5), 2.0**(eg + 5))
+    a[3, 7] = np.nan
+    counted = _gradients(a, b, g, ea, eb, eg, True)
+    skipped = _gradients(a, b, g, ea, eb, eg, True, product_histograms=False)
+    for got, want in zip(skipped[:1] + skipped[2:4], counted[:1] + counted[2:4]):
+        np.testing.assert_array_equal(got, want)  # product, dA, dB unchanged
+    np.testing.assert_array_equal(skipped[1][:2], counted[1][:2])  # operands' histograms
+    np.testing.assert_array_equal(skipped[4][0], counted[4][0])  # incoming gradient's
+    assert counted[1][2].any() and counted[4][1:].any()
+    assert not skipped[1][2].any() and not skipped[4][1:].any()
+    with pytest.raises(ValueError, match=r"`product_histograms=False` needs keep_digits=True"):
+        dlu_matmul(a, b, ea, eb, product_histograms=False)

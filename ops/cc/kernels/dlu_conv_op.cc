@@ -123,6 +123,7 @@ class DluConv2dFusedCpuOp : public OpKernel {
   explicit DluConv2dFusedCpuOp(OpKernelConstruction* context) : OpKernel(context) {
     OP_REQUIRES_OK(context, window_.Read(context));
     OP_REQUIRES_OK(context, ReadRounding(context, &stochastic_));
+    OP_REQUIRES_OK(context, context->GetAttr("product_histograms", &product_histogram_));
   }
 
   void Compute(OpKernelContext* context) override {
@@ -180,12 +181,14 @@ class DluConv2dFusedCpuOp : public OpKernel {
     args.stats = stats->flat<int64_t>().data();
     args.b_digits = b_digits->flat<int8_t>().data();
     args.b_flags = b_flags->flat<uint8_t>().data();
+    args.product_histogram = product_histogram_;
     DluMatmulCpu(args);
   }
 
  private:
   Window window_;
   bool stochastic_ = false;
+  bool product_histogram_ = true;
 };
 
 REGISTER_KERNEL_BUILDER(Name("KerasDluConv2dFused").Device(::tensorflow::DEVICE_CPU),

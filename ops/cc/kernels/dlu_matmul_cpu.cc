@@ -52,7 +52,8 @@ void MarkBadRows(int64_t r0, int64_t r1, int64_t n, const Operand& a,
   }
 }
 
-// Rows [0, m) of a product the GEMM wrote as scaled floats: NaN marks and the histogram.
+// Rows [0, m) of a product the GEMM wrote as scaled floats: NaN marks and the histogram
+// (none for a null `histogram`).
 void MarkAndCountRows(int64_t m, int64_t n, const Operand& a,
                       const std::vector<int64_t>& bad_cols, int threads, float* product,
                       int64_t* histogram) {
@@ -65,16 +66,16 @@ void MarkAndCountRows(int64_t m, int64_t n, const Operand& a,
     for (int64_t g = 0; g < groups; ++g) {
       const int64_t r0 = g * group, r1 = std::min(m, r0 + group);
       MarkBadRows(r0, r1, n, a, bad_cols, product);
-      local.AddRow(product + r0 * n, (r1 - r0) * n);  // NaNs fall in no bin
+      if (histogram != nullptr) local.AddRow(product + r0 * n, (r1 - r0) * n);  // no NaNs
     }
 #pragma omp critical
-    local.Fold(histogram);
+    if (histogram != nullptr) local.Fold(histogram);
   }
 }
 
 // Rows [i0, i1) of the product: row_value(i, int32_or_int64* row) writes row i's exact
 // integers into `row`; they are scaled by 2**exponent, NaN where a row/column is bad, and
-// added to the product histogram.
+// added to the product histogram (none for a null `histogram`).
 template <typename Acc, typename RowValue>
 void FinalizeRows(int64_t i0, int64_t i1, int64_t n, int exponent, const Operand& a,
                   const std::vector<int64_t>& bad_cols, RowValue row_value, bool small,
@@ -95,10 +96,10 @@ void FinalizeRows(int64_t i0, int64_t i1, int64_t n, int exponent, const Operand
       float* out = product + r0 * n;
       ScaleRow(values.data(), (r1 - r0) * n, exponent, float_exact, out);
       MarkBadRows(r0, r1, n, a, bad_cols, product);
-      local.AddRow(out, (r1 - r0) * n);  // NaNs fall in no bin
+      if (histogram != nullptr) local.AddRow(out, (r1 - r0) * n);  // NaNs fall in no bin
     }
 #pragma omp critical
-    local.Fold(histogram);
+    if (histogram != nullptr) local.Fold(histogram);
   }
 }
 
@@ -123,10 +124,11 @@ bool FloatOutput(int bits, int64_t k, int exponent) {
 }
 
 // product [M, N] = 2**exponent * op(A) op(B) of the operands' exact integers, NaN on the
-// bad rows of op(A) and columns of op(B); `histogram` [64] gets the product's histogram.
+// bad rows of op(A) and columns of op(B); `histogram` [64] gets the product's histogram
+// (zeros when `count` is false).
 void MultiplyOperands(const Operand& qa, const Operand& qb, int64_t m, int64_t n, int64_t k,
                       bool ta, bool tb, int exponent, int bits, int threads, float* product,
-                      int64_t* histogram) {
+                      int64_t* histogram, bool count) {
   std::memset(histogram, 0, sizeof(int64_t) * kHistogramBins);
   if (m == 0 || n == 0) return;
   std::vector<int64_t> bad_cols;
@@ -135,7 +137,7 @@ void MultiplyOperands(const Operand& qa, const Operand& qb, int64_t m, int64_t n
   if (FloatOutput(bits, k, exponent)) {
     GemmDigitsToFloat(ta, tb, m, n, k, reinterpret_cast<const uint8_t*>(qa.hi), qa.ld, qb.hi,
                       qb.ld, exponent, product);
-    MarkAndCountRows(m, n, qa, bad_cols, threads, product, histogram);
+    MarkAndCountRows(m, n, qa, bad_cols, threads, product, count ? histogram : nullptr);
     return;
   }
 
@@ -181,7 +183,7 @@ void MultiplyOperands(const Operand& qa, const Operand& qb, int64_t m, int64_t n
             const int32_t* row = p0 + (i - i0) * n;
             for (int64_t j = 0; j < n; ++j) out[j] = row[j] + col_add32[j];
           },
-          true, threads, product, histogram);
+          true, threads, product, count ? histogram : nullptr);
       continue;
     }
     if (one_pass) {  // 16-bit: HH, X (depth 2K), LL
@@ -198,7 +200,7 @@ void MultiplyOperands(const Operand& qa, const Operand& qb, int64_t m, int64_t n
               out[j] = 65536 * int64_t{p0[at + j]} + 256 * int64_t{p1[at + j]} + p2[at + j] +
                        row_add + col_add[j];
           },
-          small, threads, product, histogram);
+          small, threads, product, count ? histogram : nullptr);
       continue;
     }
     // Deep K: int64 accumulation over chunks that cannot overflow int32.
@@ -229,7 +231,7 @@ void MultiplyOperands(const Operand& qa, const Operand& qb, int64_t m, int64_t n
           const int64_t row_add = bits == 16 ? 128 * ra[i] + constant : 0;
           for (int64_t j = 0; j < n; ++j) out[j] = acc[at + j] + row_add + col_add[j];
         },
-        small, threads, product, histogram);
+        small, threads, product, count ? histogram : nullptr);
   }
 }
 
@@ -254,7 +256,8 @@ void DluMatmulCpu(const DluMatmulArgs& args) {
                   {args.b_digits, args.b_flags},
                   !FloatOutput(args.bits, k, args.a_exponent + args.b_exponent));
   MultiplyOperands(qa, qb, m, n, k, ta, tb, args.a_exponent + args.b_exponent, args.bits,
-                   threads, args.product, args.stats + 2 * kHistogramBins);
+                   threads, args.product, args.stats + 2 * kHistogramBins,
+                   args.product_histogram);
 }
 
 void DluMatmulBackwardCpu(const DluMatmulBackwardArgs& args) {
@@ -274,14 +277,14 @@ void DluMatmulBackwardCpu(const DluMatmulBackwardArgs& args) {
     KeptOperand(args.b_digits, args.b_flags, k, n, true, false, threads, &w_b,  // W^T
                 !FloatOutput(8, n, da_exponent));
     MultiplyOperands(g_a, w_b, m, k, n, false, true, da_exponent, 8, threads, args.grad_a,
-                     args.stats + kHistogramBins);
+                     args.stats + kHistogramBins, args.product_histograms);
   } else {
     std::memset(args.stats + kHistogramBins, 0, sizeof(int64_t) * kHistogramBins);
   }
   KeptOperand(reinterpret_cast<const int8_t*>(args.a_digits), args.a_flags, m, k, false, true,
               threads, &x_a);  // op(A) = x^T
   MultiplyOperands(x_a, g_b, k, n, m, true, false, db_exponent, 8, threads, args.grad_b,
-                   args.stats + 2 * kHistogramBins);
+                   args.stats + 2 * kHistogramBins, args.product_histograms);
 }
 
 template <typename T>

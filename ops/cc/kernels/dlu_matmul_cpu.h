@@ -18,6 +18,7 @@ struct DluMatmulArgs {
   uint64_t seed_a, seed_b;
   float* product;  // [M, N]
   int64_t* stats;  // [3, 64]: histograms of a, b, product
+  bool product_histogram = true;  // false: stats[2] is zeros, the product not re-read
   // KerasDluMatmulFused (8-bit): where the digits and flags of a and b are kept for the
   // backward (see KeptDigits in dlu_operand.h); nullptr: not kept.
   int8_t* a_digits = nullptr;
@@ -48,6 +49,7 @@ struct DluMatmulBackwardArgs {
   float* grad_a;   // [M, K]; nullptr: not computed (its histogram row is zeros)
   float* grad_b;   // [K, N]
   int64_t* stats;  // [3, 64]: histograms of G, grad_a, grad_b
+  bool product_histograms = true;  // false: the grad_a and grad_b rows are zeros
 };
 
 // Quantizes, multiplies exactly in wide integers, scales once into float32, marks the

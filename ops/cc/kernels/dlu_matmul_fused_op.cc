@@ -17,6 +17,7 @@ class DluMatmulFusedCpuOp : public OpKernel {
   explicit DluMatmulFusedCpuOp(OpKernelConstruction* context) : OpKernel(context) {
     attrs_ = {8, false, false, false};
     OP_REQUIRES_OK(context, ReadRounding(context, &attrs_.stochastic));
+    OP_REQUIRES_OK(context, context->GetAttr("product_histograms", &product_histogram_));
   }
 
   void Compute(OpKernelContext* context) override {
@@ -38,11 +39,13 @@ class DluMatmulFusedCpuOp : public OpKernel {
     args.a_flags = a_flags->flat<uint8_t>().data();
     args.b_digits = b_digits->flat<int8_t>().data();
     args.b_flags = b_flags->flat<uint8_t>().data();
+    args.product_histogram = product_histogram_;
     DluMatmulCpu(args);
   }
 
  private:
   DluMatmulAttrs attrs_;
+  bool product_histogram_ = true;
 };
 
 // Checks that `tensor` is a [rows + cols] flag vector of the digits named `name`.
@@ -59,6 +62,7 @@ class DluMatmulFusedGradCpuOp : public OpKernel {
   explicit DluMatmulFusedGradCpuOp(OpKernelConstruction* context) : OpKernel(context) {
     OP_REQUIRES_OK(context, ReadRounding(context, &stochastic_));
     OP_REQUIRES_OK(context, context->GetAttr("compute_grad_a", &grad_a_));
+    OP_REQUIRES_OK(context, context->GetAttr("product_histograms", &product_histograms_));
   }
 
   void Compute(OpKernelContext* context) override {
@@ -101,12 +105,14 @@ class DluMatmulFusedGradCpuOp : public OpKernel {
     args.grad_a = grad_a_ ? grad_a->flat<float>().data() : nullptr;
     args.grad_b = grad_b->flat<float>().data();
     args.stats = stats->flat<int64_t>().data();
+    args.product_histograms = product_histograms_;
     DluMatmulBackwardCpu(args);
   }
 
  private:
   bool stochastic_ = false;
   bool grad_a_ = true;
+  bool product_histograms_ = true;
 };
 
 REGISTER_KERNEL_BUILDER(Name("KerasDluMatmulFused").Device(::tensorflow::DEVICE_CPU),

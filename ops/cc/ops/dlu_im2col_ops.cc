@@ -146,6 +146,7 @@ REGISTER_OP("KerasDluConv2dFused")
     .Attr("rounding: {'nearest', 'stochastic'} = 'nearest'")
     .Attr("Tsink: {float, double} = DT_FLOAT")
     .Attr("compute_grad_a: bool = true")
+    .Attr("product_histograms: bool = true")
     .SetShapeFn(Conv2dFusedShape)
     .Doc(R"doc(
 KerasDluMatmulFused of the patches of images (as KerasDluIm2col lays them out,
@@ -154,5 +155,5 @@ once with a_exponent (stochastic rounding keyed by seeds[0] and the image's elem
 and the patch matrix is gathered from its digits. Outputs as KerasDluMatmulFused's, with
 a_digits the patches' digits (q + 128) and stats[0] the patches' histogram (each pixel
 counted once per patch element that copies it). Its gradient is KerasDluMatmulFusedGrad
-followed by KerasDluCol2im.
+followed by KerasDluCol2im. product_histograms as KerasDluMatmulFused's.
 )doc");

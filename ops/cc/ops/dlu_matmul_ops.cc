@@ -154,6 +154,7 @@ REGISTER_OP("KerasDluMatmulFused")
     .Attr("rounding: {'nearest', 'stochastic'} = 'nearest'")
     .Attr("Tsink: {float, double} = DT_FLOAT")
     .Attr("compute_grad_a: bool = true")
+    .Attr("product_histograms: bool = true")
     .SetShapeFn(FusedShape)
     .Doc(R"doc(
 KerasDluMatmul at 8 bits without transposes (a [M, K], b [K, N]) that also returns the
@@ -161,6 +162,8 @@ operands' digits for its gradient, KerasDluMatmulFusedGrad: a_digits = q(a) + 12
 b_digits = q(b) (int8), and per operand [rows + cols] flags (1: the row, then the column,
 holds a NaN or an infinity). compute_grad_a is not read by the kernel: false tells the
 gradient that `a` needs none (its backward then computes only the gradient of `b`).
+product_histograms = false leaves the product's histogram (stats[2]) uncounted, zeros:
+the DLU layers read only the operands' histograms, and counting the product's reads it back.
 )doc");
 
 REGISTER_OP("KerasDluMatmulFusedGrad")
@@ -178,6 +181,7 @@ REGISTER_OP("KerasDluMatmulFusedGrad")
     .Output("stats: int64")
     .Attr("rounding: {'nearest', 'stochastic'} = 'nearest'")
     .Attr("compute_grad_a: bool = true")
+    .Attr("product_histograms: bool = true")
     .SetShapeFn(FusedGradShape)
     .Doc(R"doc(
 Both backward products of KerasDluMatmulFused from its kept digits: grad [M, N] is
@@ -186,5 +190,6 @@ grad_a = 2**(grad_exponent + b_exponent) Q(grad) Q(b)^T [M, K] and
 grad_b = 2**(a_exponent + grad_exponent) Q(a)^T Q(grad) [K, N], NaN where a row or column
 of the operands holds a non-finite value. stats [3, 64]: the exponent histograms of grad,
 grad_a and grad_b. With compute_grad_a = false, grad_a is not computed ([0, K]; its
-histogram row is zeros): the input of the forward needs no gradient.
+histogram row is zeros): the input of the forward needs no gradient. With
+product_histograms = false the histograms of grad_a and grad_b are zeros (not counted).
 )doc");
