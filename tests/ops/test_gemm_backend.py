@@ -14,6 +14,7 @@ import pytest
 
 from keras_dlu.ops import gemm_info
 from keras_dlu.ops.loader import build_info
+from tests.support.environment import cpu_flags
 from tests.support.fixed_point import check_dlu_matmul
 
 pytestmark = pytest.mark.usefixtures("native_ops")
@@ -22,12 +23,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 def _cpu_has_integer_dot_product():
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = f.read().split()
-    except OSError:
-        return False
-    return any(flag in flags for flag in ("avx512_vnni", "avx_vnni", "amx_int8"))
+    return bool(cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"})
 
 
 def _operands(shape_a, shape_b, seed):
@@ -79,6 +75,7 @@ import numpy as np
 from keras_dlu.utils import quiet_tensorflow
 quiet_tensorflow()
 from keras_dlu.ops import gemm_info
+from tests.support.environment import cpu_flags
 from tests.support.fixed_point import check_dlu_matmul
 rng = np.random.default_rng(0)
 for ta in (False, True):
@@ -189,6 +186,7 @@ import numpy as np
 from keras_dlu.utils import quiet_tensorflow
 quiet_tensorflow()
 from keras_dlu.ops import gemm_info
+from tests.support.environment import cpu_flags
 from tests.support.fixed_point import check_dlu_matmul
 rng = np.random.default_rng(0)
 # (m, k, n, transpose_a, transpose_b, bits): a few large GEMMs, many row tiles, a deep

@@ -62,3 +62,13 @@ def gpu_available():
     import tensorflow as tf
 
     return bool(tf.config.list_physical_devices("GPU"))
+
+
+@functools.cache
+def cpu_flags():
+    """The CPU's feature flags from /proc/cpuinfo (empty where it cannot be read)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return frozenset(f.read().split())
+    except OSError:
+        return frozenset()
