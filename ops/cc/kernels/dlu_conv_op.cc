@@ -70,13 +70,20 @@ bool QuantizeImage(const float* x, int64_t batch, const Axis& rows, const Axis& 
         for (int64_t e = 0; e < n; ++e)
           out[e] = static_cast<int8_t>(static_cast<uint8_t>(q[e] + 128));
       }
+      // the element's channel, column and row, stepped along (one division per block:
+      // three per element cost about 2 ms of LeNet's first convolution)
+      int64_t c = e0 % channels, w = (e0 / channels) % cols.in;
+      int64_t h = (e0 / channels / cols.in) % rows.in;
       for (int64_t e = e0; e < e0 + n; ++e) {
         uint32_t bits;
         std::memcpy(&bits, x + e, sizeof(bits));
         bad |= ((bits >> 23) & 0xffu) == 0xffu;
-        const int64_t pixel = e / channels;
-        const int64_t w = pixel % cols.in, h = (pixel / cols.in) % rows.in;
         local[BinOrDiscard(bits)] += cover_rows[h] * cover_cols[w];
+        if (++c < channels) continue;
+        c = 0;
+        if (++w < cols.in) continue;
+        w = 0;
+        if (++h == rows.in) h = 0;
       }
     }
 #pragma omp critical
