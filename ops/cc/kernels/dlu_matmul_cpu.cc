@@ -131,13 +131,14 @@ void MultiplyOperands(const Operand& qa, const Operand& qb, int64_t m, int64_t n
                       int64_t* histogram, bool count) {
   std::memset(histogram, 0, sizeof(int64_t) * kHistogramBins);
   if (m == 0 || n == 0) return;
+  int64_t* counted = count ? histogram : nullptr;  // the row passes' histogram, if any
   std::vector<int64_t> bad_cols;
   for (int64_t j = 0; j < n; ++j)
     if (qb.bad[j]) bad_cols.push_back(j);
   if (FloatOutput(bits, k, exponent)) {
     GemmDigitsToFloat(ta, tb, m, n, k, reinterpret_cast<const uint8_t*>(qa.hi), qa.ld, qb.hi,
                       qb.ld, exponent, product);
-    MarkAndCountRows(m, n, qa, bad_cols, threads, product, count ? histogram : nullptr);
+    MarkAndCountRows(m, n, qa, bad_cols, threads, product, counted);
     return;
   }
 
@@ -183,7 +184,7 @@ void MultiplyOperands(const Operand& qa, const Operand& qb, int64_t m, int64_t n
             const int32_t* row = p0 + (i - i0) * n;
             for (int64_t j = 0; j < n; ++j) out[j] = row[j] + col_add32[j];
           },
-          true, threads, product, count ? histogram : nullptr);
+          true, threads, product, counted);
       continue;
     }
     if (one_pass) {  // 16-bit: HH, X (depth 2K), LL
@@ -200,7 +201,7 @@ void MultiplyOperands(const Operand& qa, const Operand& qb, int64_t m, int64_t n
               out[j] = 65536 * int64_t{p0[at + j]} + 256 * int64_t{p1[at + j]} + p2[at + j] +
                        row_add + col_add[j];
           },
-          small, threads, product, count ? histogram : nullptr);
+          small, threads, product, counted);
       continue;
     }
     // Deep K: int64 accumulation over chunks that cannot overflow int32.
@@ -231,7 +232,7 @@ void MultiplyOperands(const Operand& qa, const Operand& qb, int64_t m, int64_t n
           const int64_t row_add = bits == 16 ? 128 * ra[i] + constant : 0;
           for (int64_t j = 0; j < n; ++j) out[j] = acc[at + j] + row_add + col_add[j];
         },
-        small, threads, product, count ? histogram : nullptr);
+        small, threads, product, counted);
   }
 }
 
