@@ -118,24 +118,10 @@ def dlu_matmul(a, b, a_exponent, b_exponent, bits=8, rounding="nearest", seed=No
             with 16 bits or a transpose, ``grad_a`` or ``product_histograms`` False
             without ``keep_digits``.
     """
-    check_bits(bits, MATMUL_BITS)
-    check_rounding(rounding)
-    if keep_digits and (bits != 8 or transpose_a or transpose_b):
-        raise ValueError("`keep_digits=True` needs bits=8 and no transposes; got "
-                         f"bits={bits}, transpose_a={transpose_a}, transpose_b={transpose_b}.")
-    if not grad_a and not keep_digits:
-        raise ValueError("`grad_a=False` needs keep_digits=True.")
-    if not product_histograms and not keep_digits:
-        raise ValueError("`product_histograms=False` needs keep_digits=True.")
+    _check_options(bits, rounding, transpose_a, transpose_b, keep_digits, grad_a,
+                   product_histograms)
     warn_if_portable()
-    a = _matrix(a, "a")
-    b = _matrix(b, "b")
-    ka = a.shape[0 if transpose_a else 1]
-    kb = b.shape[1 if transpose_b else 0]
-    if ka is not None and kb is not None and ka != kb:
-        raise ValueError(f"inner dimensions of `a` and `b` do not match: `a` has shape "
-                         f"{a.shape} (transpose_a={transpose_a}), `b` has shape {b.shape} "
-                         f"(transpose_b={transpose_b}).")
+    a, b = _operands(a, b, transpose_a, transpose_b)
     a_exponent = exponent_tensor(a_exponent, "a_exponent")
     b_exponent = exponent_tensor(b_exponent, "b_exponent")
     if grad_exponent is None:
@@ -151,6 +137,33 @@ def dlu_matmul(a, b, a_exponent, b_exponent, bits=8, rounding="nearest", seed=No
             product_histograms=bool(product_histograms), name=name)[:2]
     return _op(a, b, a_exponent, b_exponent, seeds, grad_exponent, grad_stats_sink, bits,
                rounding, transpose_a, transpose_b, name)
+
+
+def _check_options(bits, rounding, transpose_a, transpose_b, keep_digits, grad_a,
+                   product_histograms):
+    """``dlu_matmul``'s non-tensor arguments, checked before any op is built."""
+    check_bits(bits, MATMUL_BITS)
+    check_rounding(rounding)
+    if keep_digits and (bits != 8 or transpose_a or transpose_b):
+        raise ValueError("`keep_digits=True` needs bits=8 and no transposes; got "
+                         f"bits={bits}, transpose_a={transpose_a}, transpose_b={transpose_b}.")
+    if not grad_a and not keep_digits:
+        raise ValueError("`grad_a=False` needs keep_digits=True.")
+    if not product_histograms and not keep_digits:
+        raise ValueError("`product_histograms=False` needs keep_digits=True.")
+
+
+def _operands(a, b, transpose_a, transpose_b):
+    """``a`` and ``b`` as float32 matrices whose inner dimensions match where known."""
+    a = _matrix(a, "a")
+    b = _matrix(b, "b")
+    ka = a.shape[0 if transpose_a else 1]
+    kb = b.shape[1 if transpose_b else 0]
+    if ka is not None and kb is not None and ka != kb:
+        raise ValueError(f"inner dimensions of `a` and `b` do not match: `a` has shape "
+                         f"{a.shape} (transpose_a={transpose_a}), `b` has shape {b.shape} "
+                         f"(transpose_b={transpose_b}).")
+    return a, b
 
 
 _ZERO_SINK = np.zeros(STATS_SHAPE, np.float32)
